@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+/** The `mimo-proxy` command: dispatch to one file per subcommand. */
+import { MimoProxyError } from '../errors.js';
+import { OPTIONS } from '../config.js';
+import { VERSION } from '../server.js';
+import { startCommand } from './start.js';
+
+const USAGE = `mimo-proxy ${VERSION}: puts MiMo's reasoning_content back into agent conversations.
+A local HTTPS proxy that intercepts only *.xiaomimimo.com; clients keep their MiMo URL.
+
+Usage:
+  mimo-proxy start [options]            run the proxy (default 127.0.0.1:8899)
+
+Examples:
+  npx mimo-proxy start
+  npx mimo-proxy start --port 0 --degrade flatten
+  curl -x http://127.0.0.1:8899 --cacert certs/ca.pem https://api.xiaomimimo.com/v1/models -H "Authorization: Bearer $KEY"
+
+Options (each also MIMO_PROXY_<NAME>, e.g. MIMO_PROXY_PORT=9000):
+${Object.entries(OPTIONS)
+  .map(([name, spec]) => `  --${(name + (spec.kind === 'bool' ? '' : ' V')).padEnd(20)} ${spec.help}`)
+  .join('\n')}
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case 'start':
+      return startCommand(rest);
+    default:
+      process.stderr.write(`ERROR: unknown command ${JSON.stringify(command)}. Fix: run mimo-proxy --help\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof MimoProxyError) {
+      process.stderr.write(`${err.format()}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`ERROR: ${(err as Error).message ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

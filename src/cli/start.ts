@@ -1,0 +1,32 @@
+/** `mimo-proxy start`: run the proxy in the foreground until SIGINT/SIGTERM. */
+import { resolveConfig, withEnvironment, parseArgs } from '../config.js';
+import { createLogger } from '../log.js';
+import { startProxy, VERSION } from '../server.js';
+
+export async function startCommand(argv: readonly string[]): Promise<number> {
+  const { options, rest } = parseArgs(argv);
+  if (rest.length > 0) throw new Error(`unexpected argument ${JSON.stringify(rest[0])}`);
+  const config = resolveConfig(withEnvironment(options, process.env));
+  const log = createLogger(config.logLevel);
+  const proxy = await startProxy(config, log);
+
+  const out = process.stdout;
+  out.write(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
+  out.write(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
+  out.write(`  CA certificate: ${proxy.ca.caCertPath}\n  CA SHA-256:     ${proxy.ca.fingerprint256}\n`);
+  out.write(`  reasoning cache: ${config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)'}; on a miss: ${config.degrade}\n`);
+  out.write(`  direct mode:    ${proxy.url}/v1 as a base URL forwards to ${config.upstream.href}\n`);
+  out.write(`\nActivate a shell (every client started from it goes through the proxy):\n`);
+  out.write(`  eval "$(npx mimo-proxy env --port ${proxy.port})"\n`);
+  out.write(`Or one command:  npx mimo-proxy run --port ${proxy.port} -- <command>\n`);
+  out.write(`Status: ${proxy.url}/   Stop: Ctrl-C\n`);
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('stopping', { signal });
+      proxy.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * CONNECT to one of our hosts: answer 200, then terminate the client's TLS on
+ * its own socket with a leaf from our CA and hand the decrypted stream to an
+ * in-process HTTP server (no second listening port, no extra hop). The
+ * server's requests then run through the engine's hooks.
+ */
+import type http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { CertificateAuthority } from './ca/index.js';
+import type { Logger } from './log.js';
+
+/** Renew a cached context this long before its leaf expires. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+export interface InterceptedEndpoint {
+  /** The name the client asked for (CONNECT target): certificate name, Host, upstream TLS name. */
+  host: string;
+  port: number;
+}
+
+export class Interceptor {
+  private readonly contexts = new Map<string, { context: tls.SecureContext; renewAt: number }>();
+  private readonly pending = new Map<string, Promise<tls.SecureContext>>();
+  readonly endpoints = new WeakMap<net.Socket, InterceptedEndpoint>();
+
+  constructor(
+    private readonly ca: CertificateAuthority,
+    private readonly server: http.Server,
+    private readonly log: Logger,
+  ) {}
+
+  /** A TLS context for host, from memory when fresh; one signing per host at a time. */
+  contextFor(host: string): tls.SecureContext | Promise<tls.SecureContext> {
+    const cached = this.contexts.get(host);
+    if (cached && Date.now() < cached.renewAt) return cached.context;
+    const waiting = this.pending.get(host);
+    if (waiting) return waiting;
+    const pending = this.ca.leafFor(host).then((leaf) => {
+      const context = tls.createSecureContext({ cert: leaf.certPem, key: leaf.keyPem });
+      this.contexts.set(host, { context, renewAt: leaf.notAfter.getTime() - RENEW_BEFORE_MS });
+      return context;
+    });
+    this.pending.set(host, pending);
+    pending.finally(() => this.pending.delete(host)).catch(() => undefined);
+    return pending;
+  }
+
+  /** Take over the CONNECT socket: 200, then TLS with our leaf, then HTTP. */
+  accept(client: Duplex, head: Buffer, endpoint: InterceptedEndpoint, context: tls.SecureContext): void {
+    if (!client.writable) return;
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) client.unshift(head);
+    const secure = new tls.TLSSocket(client as net.Socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+    });
+    this.endpoints.set(secure, endpoint);
+    secure.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug('client TLS failed', { host: endpoint.host, code: err.code ?? err.message });
+      secure.destroy();
+    });
+    client.on('error', () => secure.destroy());
+    this.server.emit('connection', secure);
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * The mimo-proxy plugin: the handlers we register on the engine's hooks.
+ *  - onConnect: match the CONNECT target; ours are intercepted (TLS
+ *    terminated with our CA), everything else is tunnelled untouched.
+ *  - onRequest: only requests we routed (intercepted or direct mode) get
+ *    per-request hooks: upstream address (--connect-to), verified TLS name,
+ *    idle timeout, abort on client hang-up, backpressure, and, for chat
+ *    completions, the reasoning exchange (reasoning.ts). Other traffic gets
+ *    no hooks at all.
+ *  - onError: one place that turns failures into JSON answers.
+ */
+import type http from 'node:http';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+import type { ProxyConfig } from './config.js';
+import { formatHostPort, parseConnectTarget } from './connect-target.js';
+import { resolveDestination } from './connect-to.js';
+import type { Context } from './engine.js';
+import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
+import { isOurHost } from './hosts.js';
+import type { Interceptor } from './intercept.js';
+import type { Logger } from './log.js';
+import type { ReasoningService, ChatExchange } from './reasoning.js';
+import type { Counters } from './stats.js';
+import { openTunnel, rawHttpError } from './tunnel.js';
+
+export interface Route {
+  kind: 'intercept' | 'direct';
+  /** Name for the Host header and upstream certificate verification. */
+  host: string;
+  port: number;
+}
+
+interface RequestState {
+  route: Route;
+  target: string;
+  aborted: boolean;
+  exchange: ChatExchange | undefined;
+  /** The request upstream now (the retry replaces the first one). */
+  upstream: http.ClientRequest | undefined;
+}
+
+export interface PluginDeps {
+  config: ProxyConfig;
+  log: Logger;
+  counters: Counters;
+  interceptor: Interceptor;
+  reasoning: ReasoningService;
+}
+
+/** Chat completions, on any base path (`/v1/chat/completions`, `/chat/completions`, `/x/v1/chat/completions`). */
+const CHAT_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
+
+export function createPlugin(deps: PluginDeps) {
+  const { config, log, counters, interceptor, reasoning } = deps;
+  const routes = new WeakMap<http.IncomingMessage, Route>();
+  const states = new WeakMap<Context, RequestState>();
+
+  function onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    counters.connects++;
+    const target = parseConnectTarget(req.url);
+    if (!target) {
+      log.info('refused a malformed CONNECT target', { length: req.url?.length ?? 0 });
+      socket.end(rawHttpError(400, 'Bad Request', 'the CONNECT target must be host:port'));
+      return;
+    }
+    if (isIP(target.host) !== 0 || !isOurHost(target.host, config.domains)) {
+      counters.tunnelled++;
+      const dest = resolveDestination(config.connectTo, target.host, target.port);
+      openTunnel(socket, head, dest.host, dest.port, log);
+      return;
+    }
+    counters.intercepted++;
+    const endpoint = { host: target.host, port: target.port };
+    const accept = (context: tls.SecureContext): void => interceptor.accept(socket, head, endpoint, context);
+    let context: tls.SecureContext | Promise<tls.SecureContext>;
+    try {
+      context = interceptor.contextFor(target.host);
+    } catch (err) {
+      context = Promise.reject(err);
+    }
+    if (context instanceof Promise) {
+      context.then(accept, (err: Error) => {
+        log.error('could not issue a certificate', { host: target.host, error: err.message });
+        socket.end(rawHttpError(502, 'Bad Gateway', `mimo-proxy could not issue a certificate for ${target.host}`));
+      });
+    } else {
+      accept(context);
+    }
+  }
+
+  function armTimeout(state: RequestState, request: http.ClientRequest): void {
+    request.setTimeout(config.timeoutMs, () => request.destroy(new UpstreamTimeoutError(config.timeoutMs)));
+    state.upstream = request;
+  }
+
+  function onRequest(ctx: Context, callback: (err?: Error | null) => void): void {
+    const route = routes.get(ctx.clientToProxyRequest);
+    const options = ctx.proxyToServerRequestOptions;
+    if (!route || !options) {
+      counters.passthroughRequests++;
+      callback();
+      return;
+    }
+    if (route.kind === 'direct') counters.directRequests++;
+    else counters.interceptedRequests++;
+
+    const dest = resolveDestination(config.connectTo, route.host, route.port);
+    options.host = dest.host;
+    options.port = dest.port;
+    Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
+
+    const isChat = ctx.clientToProxyRequest.method === 'POST' && CHAT_PATH.test(options.path);
+    const state: RequestState = {
+      route,
+      target: formatHostPort(route.host, route.port),
+      aborted: false,
+      exchange: isChat ? reasoning.exchange(ctx.clientToProxyRequest.headers) : undefined,
+      upstream: undefined,
+    };
+    states.set(ctx, state);
+    const exchange = state.exchange;
+    if (exchange) options.headers['accept-encoding'] = 'identity';
+
+    // A client that hangs up stops the upstream request: no tokens burnt for nobody.
+    const res = ctx.proxyToClientResponse;
+    res.once('close', () => {
+      if (res.writableFinished || state.aborted) return;
+      state.aborted = true;
+      counters.clientAborts++;
+      state.upstream?.destroy();
+      ctx.proxyToServerRequest?.destroy();
+      exchange?.abort();
+    });
+
+    ctx.onRequestData((ctx, chunk, cb) => {
+      if (ctx.proxyToServerRequest && state.upstream !== ctx.proxyToServerRequest) armTimeout(state, ctx.proxyToServerRequest);
+      cb(null, exchange ? exchange.requestData(chunk) : chunk);
+    });
+    ctx.onRequestEnd((ctx, cb) => {
+      const request = ctx.proxyToServerRequest;
+      if (request && state.upstream !== request) armTimeout(state, request);
+      if (exchange && request) {
+        const body = exchange.requestEnd();
+        if (body) {
+          if (!request.headersSent) {
+            request.removeHeader('transfer-encoding');
+            request.setHeader('content-length', String(body.length));
+          }
+          request.write(body);
+        }
+      }
+      cb();
+    });
+
+    ctx.onResponse((ctx, cb) => {
+      const response = ctx.serverToProxyResponse;
+      if (!response) {
+        cb();
+        return;
+      }
+      if (!exchange) {
+        cb();
+        return;
+      }
+      exchange
+        .response(response, (retryBody) => sendRetry(ctx, state, retryBody))
+        .then((final) => {
+          if (final !== response) {
+            // The library listens for errors on the first response only.
+            final.on('error', (err) => onError(ctx, err, 'SERVER_TO_PROXY_RESPONSE_ERROR'));
+            ctx.serverToProxyResponse = final;
+          }
+          cb();
+        }, (err: Error) => cb(err));
+    });
+
+    // Backpressure (the library ignores it): pause upstream while the client's buffer is full.
+    ctx.onResponseData((ctx, chunk, cb) => {
+      exchange?.responseData(chunk);
+      const upstream = ctx.serverToProxyResponse;
+      if (upstream && res.writableNeedDrain && !upstream.isPaused()) {
+        upstream.pause();
+        res.once('drain', () => upstream.resume());
+      }
+      cb(null, chunk);
+    });
+    ctx.onResponseEnd((_ctx, cb) => {
+      exchange?.responseEnd();
+      cb();
+    });
+
+    callback();
+  }
+
+  /** Send the same request again with another body; resolves with the new response. */
+  function sendRetry(ctx: Context, state: RequestState, body: Buffer): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const options = ctx.proxyToServerRequestOptions;
+      if (!options || state.aborted) {
+        reject(new Error('request ended before the retry'));
+        return;
+      }
+      counters.retries++;
+      const headers: Record<string, string> = { ...options.headers, 'content-length': String(body.length) };
+      delete headers['transfer-encoding'];
+      const request = reasoning.request(ctx.isSSL, { ...options, headers }, resolve);
+      request.on('error', reject);
+      armTimeout(state, request);
+      request.end(body);
+    });
+  }
+
+  function onError(ctx: Context | null, err: Error, kind: string): void {
+    if (!ctx) {
+      log.debug('socket error', { kind, code: (err as NodeJS.ErrnoException).code ?? err.message });
+      return;
+    }
+    const state = states.get(ctx);
+    const res = ctx.proxyToClientResponse;
+    if (state?.aborted || res.destroyed) {
+      log.debug('request ended by the client', { kind });
+      return;
+    }
+    if (kind === 'CLIENT_TO_PROXY_REQUEST_ERROR' || kind === 'PROXY_TO_CLIENT_RESPONSE_ERROR') {
+      // The client went away mid-request: stop upstream too.
+      if (state) state.aborted = true;
+      counters.clientAborts++;
+      state?.upstream?.destroy();
+      ctx.proxyToServerRequest?.destroy();
+      res.destroy();
+      return;
+    }
+    counters.upstreamErrors++;
+    const target = state?.target ?? ctx.proxyToServerRequestOptions?.host ?? 'upstream';
+    const { status, message } = describeUpstreamError(err as NodeJS.ErrnoException, target);
+    log.warn('upstream request failed', { target, kind, code: (err as NodeJS.ErrnoException).code ?? err.name, status });
+    state?.exchange?.abort();
+    if (!res.headersSent) {
+      sendJsonError(res, status, message);
+    } else if (/text\/event-stream/.test(String(res.getHeader('content-type') ?? '')) && !res.writableEnded) {
+      // Mid-stream: end the stream with an error event the client's SSE parser reports.
+      res.end(`data: ${errorBody(message)}\n\n`);
+    } else {
+      res.destroy();
+    }
+  }
+
+  return { routes, onConnect, onRequest, onError };
+}
+
+export type Plugin = ReturnType<typeof createPlugin>;

@@ -1,0 +1,229 @@
+/**
+ * One chat-completions exchange through the proxy, from the reasoning
+ * plugin's side:
+ *   request body  -> buffered up to --max-body, rewritten (rewrite.ts) with
+ *                    what the cache remembers for this credential;
+ *   400 reasoning -> retried once with the next stronger strategy, before the
+ *                    client sees anything;
+ *   response      -> tapped read-only (tap/sse.ts, tap/json.ts); on a complete
+ *                    200 answer every assistant message's reasoning is learned.
+ * Never throws into live traffic: anything it cannot improve goes upstream as
+ * the client sent it.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { PassThrough } from 'node:stream';
+import type { Degrade, ProxyConfig } from './config.js';
+import type { ReasoningCache } from './cache.js';
+import type { Logger } from './log.js';
+import { credentialScope } from './scope.js';
+import { rewriteChatRequest, type RewriteOutcome, type RewritePolicy } from './rewrite.js';
+import type { Counters } from './stats.js';
+import { createJsonTap } from './tap/json.js';
+import { createSseTap, type ResponseTap } from './tap/sse.js';
+import { isReasoningRejection } from './upstream-error.js';
+import type { Learned } from './chat/types.js';
+
+/** An error body larger than this is not MiMo's reasoning 400; it is passed on. */
+const MAX_ERROR_PEEK_BYTES = 64 * 1024;
+
+export interface ReasoningServiceOptions {
+  config: Pick<ProxyConfig, 'degrade' | 'maxBodyBytes'>;
+  cache: ReasoningCache;
+  counters: Counters;
+  log: Logger;
+  agents: { http: http.Agent; https: https.Agent };
+}
+
+/** The ladder: the configured strategy first; on MiMo's reasoning 400, once more with the next stronger one. */
+export function retryPolicy(first: Degrade): RewritePolicy {
+  return first === 'placeholder' ? { degrade: 'flatten', plainTurns: false } : { degrade: 'flatten', plainTurns: true };
+}
+
+export class ReasoningService {
+  constructor(private readonly options: ReasoningServiceOptions) {}
+
+  exchange(headers: http.IncomingHttpHeaders): ChatExchange {
+    return new ChatExchange(this.options, credentialScope(headers));
+  }
+
+  request(isSSL: boolean, options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void): http.ClientRequest {
+    return (isSSL ? https : http).request(options, onResponse);
+  }
+}
+
+export class ChatExchange {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private buffering = true;
+  private original: Buffer | undefined;
+  private firstBody: Buffer | undefined;
+  private tap: ResponseTap | undefined;
+  private done = false;
+
+  constructor(
+    private readonly options: ReasoningServiceOptions,
+    private readonly scope: string,
+  ) {}
+
+  /** Request chunk in; what to send upstream now (undefined while buffering). */
+  requestData(chunk: Buffer): Buffer | undefined {
+    if (!this.buffering) return chunk;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size <= this.options.config.maxBodyBytes) return undefined;
+    // Past the cap: forward what we hold and stream the rest untouched.
+    this.buffering = false;
+    this.options.counters.skippedBodies++;
+    this.options.log.info('request body over --max-body, forwarded unchanged', { bytes: this.size });
+    const held = Buffer.concat(this.chunks);
+    this.chunks = [];
+    return held;
+  }
+
+  /** End of the request body; the bytes still to send upstream. */
+  requestEnd(): Buffer | undefined {
+    if (!this.buffering) return undefined;
+    this.buffering = false;
+    const original = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.original = original;
+    const outcome = this.rewrite(original, { degrade: this.options.config.degrade });
+    if (outcome.kind === 'skipped') {
+      this.options.counters.skippedBodies++;
+      this.options.log.debug('chat request not rewritten', { reason: outcome.reason });
+      this.original = undefined;
+      return original;
+    }
+    this.learn(outcome.learned);
+    this.firstBody = outcome.body;
+    if (outcome.kind === 'rewritten') this.report('rewrote chat request', outcome);
+    return outcome.body;
+  }
+
+  private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {
+    const { cache, counters } = this.options;
+    try {
+      return rewriteChatRequest(body, (keys) => cache.lookup(this.scope, keys), policy);
+    } catch (err) {
+      // rewrite.ts promises not to throw; if it ever does, the original goes upstream.
+      counters.skippedBodies++;
+      this.options.log.error('rewrite failed, forwarding the original', { error: (err as Error).name });
+      return { kind: 'skipped', reason: 'invalid-json' };
+    }
+  }
+
+  private report(message: string, outcome: Extract<RewriteOutcome, { kind: 'rewritten' }>): void {
+    const { counters, log } = this.options;
+    const c = outcome.changes;
+    counters.rewrittenRequests++;
+    counters.injected += c.injected;
+    counters.placeholders += c.placeholders;
+    counters.flattened += c.flattened;
+    log.info(message, { injected: c.injected, placeholders: c.placeholders, flattened: c.flattened, missing: c.missing });
+  }
+
+  private learn(learned: readonly Learned[]): void {
+    for (const entry of learned) {
+      this.options.cache.remember(this.scope, entry.keys, entry.reasoning);
+      this.options.counters.learned++;
+    }
+  }
+
+  /**
+   * The upstream answered. On MiMo's reasoning 400, retry once with a
+   * stronger strategy; otherwise pass the response on (replaying any bytes
+   * read to check it). Sets up the tap on the response the client will get.
+   */
+  async response(res: http.IncomingMessage, retry: (body: Buffer) => Promise<http.IncomingMessage>): Promise<http.IncomingMessage> {
+    let final = res;
+    if (res.statusCode === 400 && this.original && this.firstBody) {
+      const { head, complete } = await peek(res, MAX_ERROR_PEEK_BYTES);
+      if (complete && isReasoningRejection(400, head)) {
+        const outcome = this.rewrite(this.original, retryPolicy(this.options.config.degrade));
+        if (outcome.kind !== 'skipped' && !outcome.body.equals(this.firstBody)) {
+          if (outcome.kind === 'rewritten') this.report('upstream refused the reasoning; retrying with a stronger rewrite', outcome);
+          final = await retry(outcome.body);
+        } else {
+          this.options.log.warn('upstream refused the reasoning and no stronger rewrite exists');
+          final = replay(res, head, complete);
+        }
+      } else {
+        final = replay(res, head, complete);
+      }
+    }
+    // Memory: the bodies are no longer needed once the answer is chosen.
+    this.original = undefined;
+    this.firstBody = undefined;
+    if (final.statusCode === 200) {
+      const type = String(final.headers['content-type'] ?? '');
+      const encoding = String(final.headers['content-encoding'] ?? 'identity');
+      if (encoding === 'identity') {
+        if (type.includes('text/event-stream')) this.tap = createSseTap();
+        else if (type.includes('json')) this.tap = createJsonTap({ maxBytes: this.options.config.maxBodyBytes });
+      }
+    }
+    return final;
+  }
+
+  responseData(chunk: Buffer): void {
+    if (this.tap && !this.done) this.tap.feed(chunk);
+  }
+
+  responseEnd(): void {
+    if (!this.tap || this.done) return;
+    this.done = true;
+    const learned = this.tap.end();
+    this.tap = undefined;
+    if (learned) this.learn(learned);
+  }
+
+  /** The exchange broke off (client gone, upstream failed): learn nothing from it. */
+  abort(): void {
+    this.done = true;
+    this.tap = undefined;
+    this.chunks = [];
+    this.original = undefined;
+    this.firstBody = undefined;
+  }
+}
+
+/** Read up to `limit` bytes of a response; `complete` when it ended within them. */
+function peek(res: http.IncomingMessage, limit: number): Promise<{ head: Buffer; complete: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (complete: boolean): void => {
+      res.off('data', onData);
+      res.off('end', onEnd);
+      res.off('error', onEnd);
+      res.pause();
+      resolve({ head: Buffer.concat(chunks), complete });
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) finish(false);
+    };
+    const onEnd = (): void => finish(true);
+    res.on('data', onData);
+    res.once('end', onEnd);
+    res.once('error', onEnd);
+    res.resume();
+  });
+}
+
+/** A stand-in for a response whose first bytes were already read: those bytes, then the rest. */
+function replay(res: http.IncomingMessage, head: Buffer, complete: boolean): http.IncomingMessage {
+  const stream = new PassThrough();
+  Object.assign(stream, { statusCode: res.statusCode, statusMessage: res.statusMessage, headers: res.headers, rawHeaders: res.rawHeaders, httpVersion: res.httpVersion });
+  stream.pause();
+  stream.write(head);
+  if (complete) stream.end();
+  else {
+    res.pipe(stream);
+    res.resume();
+  }
+  res.on('error', (err) => stream.destroy(err));
+  return stream as unknown as http.IncomingMessage;
+}

@@ -1,0 +1,242 @@
+/**
+ * Assembles a running proxy: our CA, the reasoning cache, the engine with our
+ * plugin on its hooks, and the one listening socket that dispatches:
+ *   CONNECT                 -> engine onConnect -> intercept (ours) | tunnel
+ *   absolute-form request   -> engine pipeline (hooks only for our hosts)
+ *   origin-form request     -> local pages, or direct mode via the pipeline
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { loadOrCreateCa, type CertificateAuthority } from './ca/index.js';
+import { ReasoningCache } from './cache.js';
+import { PACKAGE_ROOT, type ProxyConfig } from './config.js';
+import { Engine } from './engine.js';
+import { MimoProxyError } from './errors.js';
+import { isOurHost } from './hosts.js';
+import { formatHostPort } from './connect-target.js';
+import { Interceptor } from './intercept.js';
+import { directPath, notFound, serveLocal, type StatusReport } from './local.js';
+import type { Logger } from './log.js';
+import { createPlugin } from './plugin.js';
+import { ReasoningService } from './reasoning.js';
+import { newCounters, type Counters } from './stats.js';
+import { openStore } from './store.js';
+import { rawHttpError } from './tunnel.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+export interface RunningProxy {
+  readonly host: string;
+  readonly port: number;
+  /** http://host:port, what HTTPS_PROXY is set to. */
+  readonly url: string;
+  readonly ca: CertificateAuthority;
+  readonly counters: Counters;
+  readonly cache: ReasoningCache;
+  status(): StatusReport;
+  close(): Promise<void>;
+}
+
+/** Upstream trust: Node's bundled roots, NODE_EXTRA_CA_CERTS, the OS store, and --upstream-ca. */
+function upstreamRoots(extraPem: string | undefined): string[] {
+  const roots = new Set<string>(tls.getCACertificates('default'));
+  try {
+    for (const cert of tls.getCACertificates('system')) roots.add(cert);
+  } catch {
+    // No readable OS store: the bundled roots still apply.
+  }
+  const list = [...roots];
+  if (extraPem) list.push(extraPem);
+  return list;
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const where = formatHostPort(host, port);
+      if (err.code === 'EADDRINUSE') {
+        reject(new MimoProxyError('PORT_IN_USE', `${where} is already in use`, 'pass --port with a free port (0 picks one), or stop the process holding it (`mimo-proxy status` tells whether it is a mimo-proxy)', { cause: err }));
+      } else if (err.code === 'EACCES') {
+        reject(new MimoProxyError('PORT_DENIED', `not allowed to listen on ${where}`, 'pass --port 1024 or higher', { cause: err }));
+      } else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
+        reject(new MimoProxyError('BAD_HOST', `cannot listen on ${where}: no such address on this machine`, 'pass --host 127.0.0.1 (the default)', { cause: err }));
+      } else {
+        reject(new MimoProxyError('LISTEN_FAILED', `cannot listen on ${where} (${err.code ?? err.message})`, 'check --host and --port', { cause: err }));
+      }
+    };
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}
+
+/** Proxy-Authorization: Basic, compared in constant time. */
+function authChecker(auth: string | undefined): (req: http.IncomingMessage) => boolean {
+  if (auth === undefined) return () => true;
+  const expected = createHash('sha256').update(auth).digest();
+  return (req) => {
+    const header = req.headers['proxy-authorization'] ?? '';
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+    const given = createHash('sha256').update(m ? Buffer.from(m[1] as string, 'base64').toString('utf8') : '\0').digest();
+    return timingSafeEqual(given, expected) && m !== null;
+  };
+}
+
+const PROXY_AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="mimo-proxy"\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ';
+
+export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
+  const started = Date.now();
+  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
+  const expiry = ca.expiryWarning();
+  if (expiry) log.warn(expiry);
+
+  const limits = { maxEntries: config.cacheMax, maxBytes: config.cacheMaxBytes, ttlMs: config.cacheTtlMs };
+  const store = config.persist ? openStore(config.dataDir, limits, log) : undefined;
+  const cache = new ReasoningCache({ limits, store, log });
+  const counters = newCounters();
+
+  const agents = {
+    http: new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
+    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', ca: upstreamRoots(config.upstreamCaPem) }),
+  };
+
+  const server = http.createServer({ keepAliveTimeout: 65_000 });
+  const interceptServer = http.createServer({ keepAliveTimeout: 65_000 });
+  const interceptor = new Interceptor(ca, interceptServer, log);
+  const reasoning = new ReasoningService({ config, cache, counters, log, agents });
+  const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
+  const engine = new Engine(agents, plugin.onError);
+  engine.onConnect((req, socket, head) => plugin.onConnect(req, socket, head));
+  engine.onRequest(plugin.onRequest);
+
+  const authorised = authChecker(config.auth);
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  server.on('connection', track);
+  interceptServer.on('connection', track);
+
+  const upstreamIsTls = config.upstream.protocol === 'https:';
+  const upstreamPort = Number(config.upstream.port) || (upstreamIsTls ? 443 : 80);
+  let listenUrl = '';
+
+  const status = (): StatusReport => ({
+    name: 'mimo-proxy',
+    version: VERSION,
+    uptimeSeconds: Math.round((Date.now() - started) / 1000),
+    listen: listenUrl,
+    domains: config.domains,
+    upstream: config.upstream.href,
+    degrade: config.degrade,
+    ca: { path: ca.caCertPath, fingerprint256: ca.fingerprint256, notAfter: ca.notAfter.toISOString(), warning: ca.expiryWarning() },
+    cache: { ...cache.stats() },
+    counters: { ...counters },
+  });
+
+  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    if (!authorised(req)) {
+      const body = '{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}';
+      socket.end(`${PROXY_AUTH_REQUIRED}${body.length}\r\n\r\n${body}`);
+      return;
+    }
+    engine.handleConnect(req, socket, head);
+  });
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = req.url ?? '/';
+    if (url.startsWith('/')) {
+      if (serveLocal(req, res, status, ca.caPem)) return;
+      const upstreamPath = directPath(req.method, url, config.upstream);
+      if (upstreamPath === undefined) {
+        notFound(res, req.method, url.split('?')[0] as string);
+        return;
+      }
+      req.url = upstreamPath;
+      req.headers.host = config.upstream.host;
+      plugin.routes.set(req, { kind: 'direct', host: config.upstream.hostname.replace(/^\[|\]$/g, ''), port: upstreamPort });
+      engine.handleRequest(upstreamIsTls, req, res);
+      return;
+    }
+    if (!authorised(req)) {
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="mimo-proxy"', 'content-type': 'application/json' });
+      res.end('{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}');
+      return;
+    }
+    let target: URL | undefined;
+    try {
+      target = new URL(url);
+    } catch {
+      target = undefined;
+    }
+    if (!target || target.protocol !== 'http:') {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end('{"error":{"message":"mimo-proxy forwards http:// URLs; use CONNECT (HTTPS_PROXY) for https","type":"mimo_proxy_error"}}');
+      return;
+    }
+    const hostname = target.hostname.replace(/^\[|\]$/g, '');
+    if (isOurHost(hostname, config.domains)) {
+      plugin.routes.set(req, { kind: 'intercept', host: hostname, port: Number(target.port) || 80 });
+    }
+    engine.handleRequest(false, req, res);
+  });
+
+  interceptServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const endpoint = interceptor.endpoints.get(req.socket);
+    if (!endpoint) {
+      res.destroy();
+      return;
+    }
+    plugin.routes.set(req, { kind: 'intercept', host: endpoint.host, port: endpoint.port });
+    engine.handleRequest(true, req, res);
+  });
+
+  const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket | import('node:stream').Duplex): void => {
+    log.debug('client sent a bad request', { code: err.code ?? err.message });
+    if (socket.writable && !(err.code === 'ECONNRESET')) socket.end(rawHttpError(400, 'Bad Request', 'mimo-proxy could not parse this request'));
+    else socket.destroy();
+  };
+  server.on('clientError', onClientError);
+  interceptServer.on('clientError', onClientError);
+
+  let port: number;
+  try {
+    port = await listen(server, config.host, config.port);
+  } catch (err) {
+    cache.close();
+    agents.http.destroy();
+    agents.https.destroy();
+    throw err;
+  }
+  listenUrl = `http://${formatHostPort(config.host, port)}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    host: config.host,
+    port,
+    url: listenUrl,
+    ca,
+    counters,
+    cache,
+    status,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+        agents.http.destroy();
+        agents.https.destroy();
+        engine.close();
+      }).then(() => cache.close());
+      return closing;
+    },
+  };
+}

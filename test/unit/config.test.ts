@@ -1,0 +1,102 @@
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseArgs, parseBytes, parseDuration, resolveConfig, withEnvironment } from '../../src/config.js';
+import { MimoProxyError } from '../../src/errors.js';
+
+function configFrom(argv: string[], env: NodeJS.ProcessEnv = {}) {
+  return resolveConfig(withEnvironment(parseArgs(argv).options, env));
+}
+
+function errorOf(fn: () => unknown): MimoProxyError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof MimoProxyError) return err;
+    throw err;
+  }
+  throw new Error('expected a MimoProxyError');
+}
+
+describe('configuration', () => {
+  it('defaults to loopback port 8899, xiaomimimo.com, the MiMo upstream and placeholder degrade', () => {
+    const c = configFrom([]);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8899);
+    expect(c.domains).toEqual(['xiaomimimo.com']);
+    expect(c.upstream.href).toBe('https://api.xiaomimimo.com/v1');
+    expect(c.degrade).toBe('placeholder');
+    expect(c.maxBodyBytes).toBe(32 * 1024 * 1024);
+    expect(c.persist).toBe(true);
+    expect(c.dataDir).toBe(c.certsDir);
+  });
+
+  it('reads every option from MIMO_PROXY_<NAME>, and a flag beats the environment', () => {
+    const env = { MIMO_PROXY_PORT: '9000', MIMO_PROXY_CONNECT_TO: 'a.xiaomimimo.com:443:127.0.0.1:1,b.xiaomimimo.com:443:127.0.0.1:2', MIMO_PROXY_NO_PERSIST: '1', MIMO_PROXY_CACHE_TTL: '12h' };
+    const c = configFrom(['--port', '0'], env);
+    expect(c.port).toBe(0);
+    expect(c.connectTo).toHaveLength(2);
+    expect(c.persist).toBe(false);
+    expect(c.cacheTtlMs).toBe(12 * 3_600_000);
+    expect(configFrom([], env).port).toBe(9000);
+  });
+
+  it('accepts --name=value and repeatable --connect-to', () => {
+    const c = configFrom(['--port=1234', '--connect-to', 'x.xiaomimimo.com:443:127.0.0.1:1', '--connect-to=y.xiaomimimo.com:443:127.0.0.1:2']);
+    expect(c.port).toBe(1234);
+    expect(c.connectTo.map((r) => r.toPort)).toEqual([1, 2]);
+  });
+
+  it('names the option and the fix for each bad value', () => {
+    const cases: [string[], RegExp][] = [
+      [['--port', '70000'], /--port/],
+      [['--port', 'abc'], /--port/],
+      [['--log-level', 'loud'], /--log-level/],
+      [['--degrade', 'strip'], /--degrade/],
+      [['--upstream', 'ftp://x'], /--upstream/],
+      [['--upstream', 'not a url'], /--upstream/],
+      [['--max-body', '-1'], /--max-body/],
+      [['--cache-ttl', 'forever'], /--cache-ttl/],
+      [['--cache-max', '0'], /--cache-max/],
+      [['--hosts', 'not_valid'], /--hosts/],
+      [['--upstream-ca', '/nonexistent/ca.pem'], /--upstream-ca/],
+      [['--bogus'], /--bogus/],
+      [['--port'], /--port/],
+    ];
+    for (const [argv, pattern] of cases) {
+      const err = errorOf(() => configFrom(argv));
+      expect(err.message, argv.join(' ')).toMatch(pattern);
+      expect(err.hint.length, argv.join(' ')).toBeGreaterThan(5);
+      expect(err.format()).toMatch(/^ERROR: .*\. Fix: /);
+    }
+  });
+
+  it('refuses a non-loopback --host without --auth, and never prints the password', () => {
+    expect(errorOf(() => configFrom(['--host', '0.0.0.0'])).code).toBe('OPEN_PROXY');
+    expect(configFrom(['--host', '0.0.0.0', '--auth', 'me:secret']).auth).toBe('me:secret');
+    expect(configFrom(['--host', '::1']).host).toBe('::1');
+    const bad = errorOf(() => configFrom(['--auth', 'nocolon']));
+    expect(bad.format()).not.toContain('nocolon');
+  });
+
+  it('checks that --upstream-ca holds a PEM certificate', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mimo-config-'));
+    try {
+      const file = path.join(dir, 'ca.pem');
+      writeFileSync(file, 'not a certificate');
+      expect(errorOf(() => configFrom(['--upstream-ca', file])).message).toMatch(/no PEM certificate/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('parses sizes and durations with units', () => {
+    expect(parseBytes('max-body', '32MiB')).toBe(32 * 1024 ** 2);
+    expect(parseBytes('max-body', '512k')).toBe(512 * 1024);
+    expect(parseBytes('max-body', '100')).toBe(100);
+    expect(parseDuration('timeout', '90')).toBe(90_000);
+    expect(parseDuration('timeout', '250ms')).toBe(250);
+    expect(parseDuration('cache-ttl', '7d')).toBe(7 * 86_400_000);
+  });
+});
