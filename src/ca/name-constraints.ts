@@ -1,0 +1,80 @@
+/**
+ * The X.509 nameConstraints extension (RFC 5280 §4.2.1.10), which limits what our CA can vouch
+ * for: with permitted dNSName subtrees, a leaf for any other DNS name fails verification even
+ * if the CA key leaks. node-forge has no named support, so the DER is built with forge.asn1.
+ *
+ *   NameConstraints ::= SEQUENCE {
+ *     permittedSubtrees [0] IMPLICIT GeneralSubtrees OPTIONAL, ... }
+ *   GeneralSubtree  ::= SEQUENCE { base GeneralName, ... }
+ *   dNSName         ::= [2] IMPLICIT IA5String
+ *
+ * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain.
+ */
+import forge from 'node-forge';
+
+export const NAME_CONSTRAINTS_OID = '2.5.29.30';
+
+const { asn1 } = forge;
+const PERMITTED_SUBTREES_TAG = 0;
+const DNS_NAME_TAG = 2;
+
+/** DER (as a forge binary string) of NameConstraints permitting exactly `domains`. */
+export function encodeNameConstraints(domains: readonly string[]): string {
+  if (domains.length === 0) throw new Error('nameConstraints needs at least one permitted domain');
+  const subtrees = domains.map((domain) =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(asn1.Class.CONTEXT_SPECIFIC, DNS_NAME_TAG, false, domain),
+    ]),
+  );
+  const value = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, PERMITTED_SUBTREES_TAG, true, subtrees),
+  ]);
+  return asn1.toDer(value).getBytes();
+}
+
+/** The permitted dNSName subtrees in a NameConstraints DER value (other name types are ignored). */
+export function decodePermittedDomains(der: string): string[] {
+  const root = asn1.fromDer(der);
+  const domains: string[] = [];
+  if (!Array.isArray(root.value)) return domains;
+  for (const part of root.value) {
+    if (part.tagClass !== asn1.Class.CONTEXT_SPECIFIC || part.type !== PERMITTED_SUBTREES_TAG) continue;
+    if (!Array.isArray(part.value)) continue;
+    for (const subtree of part.value) {
+      const base = Array.isArray(subtree.value) ? subtree.value[0] : undefined;
+      if (base === undefined || base.tagClass !== asn1.Class.CONTEXT_SPECIFIC || base.type !== DNS_NAME_TAG) continue;
+      if (typeof base.value === 'string') domains.push(base.value.toLowerCase());
+    }
+  }
+  return domains;
+}
+
+/**
+ * Whether a DNS name lies inside a permitted subtree: equal to it or a subdomain of it, on a
+ * label boundary ("evilxiaomimimo.com" is not under "xiaomimimo.com"). A subtree written with
+ * a leading dot (".example.com", OpenSSL's reading) covers subdomains only.
+ */
+export function isCoveredBy(name: string, permitted: readonly string[]): boolean {
+  const host = name.toLowerCase();
+  return permitted.some((domain) => {
+    const base = domain.toLowerCase();
+    if (base.startsWith('.')) return host.endsWith(base);
+    return host === base || host.endsWith(`.${base}`);
+  });
+}
+
+const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** RFC 1035 §2.3.4: at most 253 characters in text form. */
+const MAX_DNS_NAME_LENGTH = 253;
+
+/**
+ * A lower-case LDH DNS name (letters, digits, dashes; dots between non-empty labels). Nothing
+ * else passes, so such a name is safe as a file name: no slashes, no "..", no leading dot.
+ * A last label of digits only is refused: it would read as a (malformed) IPv4 address.
+ */
+export function isDnsName(name: string): boolean {
+  if (name.length === 0 || name.length > MAX_DNS_NAME_LENGTH) return false;
+  const labels = name.split('.');
+  if (!labels.every((label) => DNS_LABEL.test(label))) return false;
+  return !/^[0-9]+$/.test(labels[labels.length - 1] ?? '');
+}
