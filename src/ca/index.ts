@@ -169,7 +169,7 @@ function createLeafSource(
       );
     }
     // The CA's name constraints would make any client reject such a leaf: say so here instead.
-    if (!host.ip && !isCoveredBy(host.name, authority.permittedDomains)) {
+    if (host.ip || !isCoveredBy(host.name, authority.permittedDomains)) {
       throw new MimoProxyError(
         'CA_HOST_NOT_PERMITTED',
         `${host.name} is outside the CA's permitted domains (${authority.permittedDomains.join(', ')})`,

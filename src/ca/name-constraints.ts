@@ -9,6 +9,9 @@
  *   dNSName         ::= [2] IMPLICIT IA5String
  *
  * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain.
+ * IP addresses are excluded outright (excludedSubtrees [1] with iPAddress 0.0.0.0/0 and ::/0):
+ * the proxy never intercepts an IP literal (it tunnels them), so a leaked key must not be able
+ * to vouch for one either.
  */
 import forge from 'node-forge';
 
@@ -16,7 +19,12 @@ export const NAME_CONSTRAINTS_OID = '2.5.29.30';
 
 const { asn1 } = forge;
 const PERMITTED_SUBTREES_TAG = 0;
+const EXCLUDED_SUBTREES_TAG = 1;
 const DNS_NAME_TAG = 2;
+const IP_ADDRESS_TAG = 7;
+/** iPAddress subtrees are address + mask: all-zero covers every IPv4 (8 bytes) / IPv6 (32 bytes) address. */
+const ALL_IPV4 = '\0'.repeat(8);
+const ALL_IPV6 = '\0'.repeat(32);
 
 /** DER (as a forge binary string) of NameConstraints permitting exactly `domains`. */
 export function encodeNameConstraints(domains: readonly string[]): string {
@@ -26,8 +34,14 @@ export function encodeNameConstraints(domains: readonly string[]): string {
       asn1.create(asn1.Class.CONTEXT_SPECIFIC, DNS_NAME_TAG, false, domain),
     ]),
   );
+  const excluded = [ALL_IPV4, ALL_IPV6].map((range) =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(asn1.Class.CONTEXT_SPECIFIC, IP_ADDRESS_TAG, false, range),
+    ]),
+  );
   const value = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
     asn1.create(asn1.Class.CONTEXT_SPECIFIC, PERMITTED_SUBTREES_TAG, true, subtrees),
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, EXCLUDED_SUBTREES_TAG, true, excluded),
   ]);
   return asn1.toDer(value).getBytes();
 }

@@ -75,7 +75,7 @@ function caErrorOf(promise: Promise<unknown>): Promise<MimoProxyError> {
  * A leaf for any host signed with the CA's own key, bypassing leafFor: what an attacker who
  * stole ca-key.pem could make. Name constraints must make clients reject it.
  */
-async function forgeLeafWithCaKey(hostname: string): Promise<LeafCertificate> {
+async function forgeLeafWithCaKey(hostname: string, ip = false): Promise<LeafCertificate> {
   const caCert = forge.pki.certificateFromPem(await fs.readFile(path.join(certsDir, 'ca.pem'), 'utf8'));
   const caKey = forge.pki.privateKeyFromPem(await fs.readFile(path.join(certsDir, 'ca-key.pem'), 'utf8'));
   const keyPem = await fs.readFile(path.join(certsDir, 'leaf-key.pem'), 'utf8');
@@ -92,7 +92,7 @@ async function forgeLeafWithCaKey(hostname: string): Promise<LeafCertificate> {
     { name: 'basicConstraints', critical: true, cA: false },
     { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
     { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [{ type: 2, value: hostname }] },
+    { name: 'subjectAltName', altNames: [ip ? { type: 7, ip: hostname } : { type: 2, value: hostname }] },
     { name: 'authorityKeyIdentifier', keyIdentifier: forge.util.hexToBytes(ski.subjectKeyIdentifier) },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
@@ -332,12 +332,10 @@ describe('leaf certificates', () => {
     expect(await fs.readFile(file, 'utf8')).toBe(leaf.certPem);
   });
 
-  it('are made for IP literals with an iPAddress SAN and a safe file name', async () => {
-    const v4 = await ca.leafFor('127.0.0.1');
-    expect(new X509Certificate(v4.certPem).subjectAltName).toBe('IP Address:127.0.0.1');
-    const v6 = await ca.leafFor('[::1]');
-    expect(new X509Certificate(v6.certPem).checkIP('::1')).toBe('::1');
-    expect(await fs.readFile(path.join(certsDir, 'hosts', '__1.pem'), 'utf8')).toBe(v6.certPem);
+  it('are refused for IP literals, which the CA excludes (the proxy tunnels them)', async () => {
+    for (const ip of ['127.0.0.1', '[::1]']) {
+      expect((await caErrorOf(ca.leafFor(ip))).code, ip).toBe('CA_HOST_NOT_PERMITTED');
+    }
   });
 
   it('treat host names case-insensitively and ignore one trailing dot', async () => {
@@ -378,6 +376,10 @@ describe('name constraints hold against real clients', () => {
     const bad = await run('openssl', ['verify', '-CAfile', ca.caCertPath, await writeTemp('rogue.pem', rogue.certPem)]);
     expect(bad.code).not.toBe(0);
     expect(bad.output).toContain('permitted subtree violation');
+    const ipLeaf = await forgeLeafWithCaKey('127.0.0.1', true);
+    const badIp = await run('openssl', ['verify', '-CAfile', ca.caCertPath, await writeTemp('rogue-ip.pem', ipLeaf.certPem)]);
+    expect(badIp.code).not.toBe(0);
+    expect(badIp.output).toMatch(/excluded subtree violation|permitted subtree violation/);
     // The rogue leaf is otherwise well-formed: only the constraint rejects it.
     expect(new X509Certificate(rogue.certPem).verify(new X509Certificate(ca.caPem).publicKey)).toBe(true);
   });
