@@ -1,0 +1,424 @@
+/**
+ * A local HTTPS server that plays MiMo's OpenAI-compatible API for tests, and
+ * enforces the rule this project exists for: in thinking mode every assistant
+ * message with tool_calls must carry its reasoning_content back, or the answer
+ * is MiMo's 400 (see /work/shared/MIMO-API.md). It also rejects orphan tool
+ * messages as OpenAI-compatible APIs do, so "strip the tool calls" fails here too.
+ *
+ * The script is deterministic in shape: with k assistant tool-call messages in
+ * the request, k < toolRounds answers one tool call, otherwise a final answer.
+ * Every reasoning it produces is unique (a random id in it), so a test can
+ * tell whether what came back is what was produced for that very turn.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { makeTestCa, type TestCa } from './pki.js';
+
+export interface FakeMimoOptions {
+  /** Tool-call rounds before a final answer (default 3). */
+  toolRounds?: number;
+  /** Delay between SSE events (default 0: one write per event, yielding with setImmediate between them). */
+  chunkDelayMs?: number;
+  /** Strict: a reasoning_content other than exactly what this server produced for that tool_call id gets the reasoning 400. */
+  rejectPlaceholders?: boolean;
+  /** Default true: '' counts as not passed back. */
+  treatEmptyAsMissing?: boolean;
+  /** When the request had stream:true, send error bodies as `data: {...}\n\n` (status still 400). */
+  sseFramedErrors?: boolean;
+  /** Pieces the reasoning is streamed in (default 20). */
+  reasoningChunks?: number;
+  /** Content pieces of a final answer (default 8). */
+  answerChunks?: number;
+}
+
+export interface RecordedRequest {
+  method: string;
+  /** Path and query as received. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** The body bytes exactly as received. */
+  body: Buffer;
+  /** The body parsed, when it is JSON. */
+  json?: any;
+  /** The status answered (0 until the answer is decided). */
+  status: number;
+}
+
+export interface Echo {
+  toolCallId: string;
+  received: string | null | undefined;
+  produced: string | undefined;
+  exact: boolean;
+}
+
+export interface FakeMimo {
+  readonly port: number;
+  /** https://127.0.0.1:PORT */
+  readonly url: string;
+  /** The CA its certificate chains to (a CA that is not mimo-proxy's). */
+  readonly ca: TestCa;
+  /** Read at each request, so a test may change it between requests. */
+  options: FakeMimoOptions;
+  readonly requests: RecordedRequest[];
+  /** Reasoning this server produced, by tool_call id. */
+  readonly produced: Map<string, string>;
+  /** For every assistant tool-call message received: what came back vs what was produced. */
+  readonly echoes: Echo[];
+  /** TCP connections accepted (proves keep-alive reuse). */
+  connections: number;
+  /** TLS handshakes completed. */
+  tlsSessions: number;
+  /** Responses whose client went away before the last byte. */
+  abortedResponses: number;
+  /** Closes the server and destroys open sockets; never waits on a client. */
+  close(): Promise<void>;
+}
+
+/** The body MiMo answers when a tool-call turn lacks its reasoning (platform notice of 2026-05-12). */
+export const REASONING_ERROR_BODY = '{"error":{"code":"400","message":"Param Incorrect","param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}';
+/** What OpenAI-compatible APIs answer for a tool message with no matching earlier tool call. */
+export const ORPHAN_TOOL_ERROR_BODY = '{"error":{"message":"Messages with role \'tool\' must be a response to a preceding message with \'tool_calls\'","type":"invalid_request_error"}}';
+
+export const FAKE_MIMO_HOSTS = ['api.xiaomimimo.com', '*.xiaomimimo.com', 'token-plan-cn.xiaomimimo.com', 'localhost', '127.0.0.1'];
+export const FAKE_MIMO_MODELS = ['mimo-v2.6-pro', 'mimo-v2.6-flash', 'mimo-v2.6-pro-ultraspeed', 'mimo-v2-flash'];
+
+const DEFAULT_TOOL_ROUNDS = 3;
+const DEFAULT_REASONING_CHUNKS = 20;
+const DEFAULT_ANSWER_CHUNKS = 8;
+/** Bounds, so a runaway test cannot make the fake eat memory. */
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+const MAX_CHOICES = 16;
+const MAX_CHUNKS = 100_000;
+const TOOL_NAMES = ['get_weather', 'read_file', 'search_web'] as const;
+
+function randomId(length: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  const bytes = randomBytes(length);
+  let out = '';
+  for (const b of bytes) out += alphabet[b % alphabet.length];
+  return out;
+}
+
+function boundedInt(value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || !Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, Math.floor(value)));
+}
+
+/** Splits text into `pieces` parts by code point, so Chinese is spread over events (never mid-character). */
+export function splitText(text: string, pieces: number): string[] {
+  const chars = Array.from(text);
+  const count = Math.max(1, Math.min(pieces, chars.length));
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    out.push(chars.slice(Math.floor((i * chars.length) / count), Math.floor(((i + 1) * chars.length) / count)).join(''));
+  }
+  return out;
+}
+
+interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+interface Choice {
+  content: string;
+  reasoning: string;
+  toolCall: ToolCall | undefined;
+}
+
+function toolArguments(name: string, round: number): string {
+  if (name === 'read_file') return JSON.stringify({ path: `笔记/北京第${round + 1}轮.md`, round });
+  if (name === 'search_web') return JSON.stringify({ query: '北京 天气 明天', round });
+  return JSON.stringify({ city: '北京', round });
+}
+
+/** The final answer, padded so it can be streamed in `pieces` non-empty parts. */
+function finalAnswer(id: string, pieces: number): string {
+  let text = `北京今天晴，气温 12 到 20 度。Beijing is sunny today. (${id})`;
+  for (let i = 1; Array.from(text).length < pieces && i <= MAX_CHUNKS; i++) text += ` 第${i}句：天气很好。`;
+  return text;
+}
+
+function makeChoice(round: number, toolRounds: number, answerChunks: number): Choice {
+  const tag = randomId(12);
+  if (round < toolRounds) {
+    const name = TOOL_NAMES[round % TOOL_NAMES.length]!;
+    return {
+      content: '',
+      reasoning: `第${round + 1}步：我需要调用 ${name} 查询北京的天气。(${tag})`,
+      toolCall: { id: `call_${randomId(12)}`, type: 'function', function: { name, arguments: toolArguments(name, round) } },
+    };
+  }
+  return {
+    content: finalAnswer(tag, answerChunks),
+    reasoning: `好的，${round} 个工具的结果都拿到了，现在可以回答用户：北京今天晴。(${tag})`,
+    toolCall: undefined,
+  };
+}
+
+function usageOf(choices: Choice[]): Record<string, unknown> {
+  const reasoning = choices.reduce((sum, c) => sum + Array.from(c.reasoning).length, 0);
+  const content = choices.reduce((sum, c) => sum + Array.from(c.content).length + (c.toolCall ? c.toolCall.function.arguments.length : 0), 0);
+  return {
+    prompt_tokens: 42,
+    completion_tokens: reasoning + content,
+    total_tokens: 42 + reasoning + content,
+    completion_tokens_details: { reasoning_tokens: reasoning },
+  };
+}
+
+type Verdict = { status: number; body: string } | undefined;
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<FakeMimo> {
+  const ca = makeTestCa('fake-mimo');
+  const leaf = ca.issue(FAKE_MIMO_HOSTS);
+  const sockets = new Set<Socket>();
+  const sleepers = new Set<() => void>();
+  let closed = false;
+
+  const server = https.createServer({ key: leaf.keyPem, cert: leaf.certPem, keepAlive: true });
+  // Longer than any client's idle reuse in a test, so a reused connection is never raced by our own close.
+  server.keepAliveTimeout = 60_000;
+
+  const fake: FakeMimo = {
+    port: 0,
+    url: '',
+    ca,
+    options: { ...initial },
+    requests: [],
+    produced: new Map(),
+    echoes: [],
+    connections: 0,
+    tlsSessions: 0,
+    abortedResponses: 0,
+    close,
+  };
+
+  /** A timer that close() cuts short, so no stream keeps the process alive after the test. */
+  function sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let cancel = (): void => undefined;
+      const done = (): void => {
+        cancel();
+        sleepers.delete(done);
+        resolve();
+      };
+      if (ms > 0) {
+        const timer = setTimeout(done, ms);
+        cancel = () => clearTimeout(timer);
+      } else {
+        const immediate = setImmediate(done);
+        cancel = () => clearImmediate(immediate);
+      }
+      sleepers.add(done);
+    });
+  }
+
+  function send(res: ServerResponse, record: RecordedRequest, status: number, body: string, sse = false): void {
+    record.status = status;
+    const payload = sse ? `data: ${body}\n\n` : body;
+    res.writeHead(status, {
+      'content-type': sse ? 'text/event-stream' : 'application/json',
+      'content-length': Buffer.byteLength(payload),
+    });
+    res.end(payload);
+  }
+
+  function jsonError(status: number, message: string, type: string): string {
+    return JSON.stringify({ error: { code: String(status), message, param: '', type } });
+  }
+
+  /** Walks the history: records echoes, and returns the first rule the request breaks, if any. */
+  function check(body: Record<string, any>, options: FakeMimoOptions): Verdict {
+    const messages: unknown[] = body.messages;
+    const thinking = !(isObject(body.thinking) && body.thinking.type === 'disabled');
+    const emptyIsMissing = options.treatEmptyAsMissing ?? true;
+    const knownCalls = new Set<string>();
+    let verdict: Verdict;
+    for (const message of messages) {
+      if (!isObject(message)) continue;
+      if (message.role === 'assistant' && Array.isArray(message.tool_calls) && message.tool_calls.length > 0) {
+        const ids = message.tool_calls.map((c: any) => (isObject(c) && typeof c.id === 'string' ? c.id : '')) as string[];
+        for (const id of ids) knownCalls.add(id);
+        const toolCallId = ids.find((id) => fake.produced.has(id)) ?? ids[0] ?? '';
+        const received = message.reasoning_content as string | null | undefined;
+        const produced = fake.produced.get(toolCallId);
+        fake.echoes.push({ toolCallId, received, produced, exact: produced !== undefined && received === produced });
+        if (!thinking || verdict) continue;
+        const missing = typeof received !== 'string' || (emptyIsMissing && received === '');
+        const wrong = options.rejectPlaceholders === true && produced !== undefined && received !== produced;
+        if (missing || wrong) verdict = { status: 400, body: REASONING_ERROR_BODY };
+      } else if (message.role === 'tool' && !verdict) {
+        if (typeof message.tool_call_id !== 'string' || !knownCalls.has(message.tool_call_id)) verdict = { status: 400, body: ORPHAN_TOOL_ERROR_BODY };
+      }
+    }
+    return verdict;
+  }
+
+  async function chat(res: ServerResponse, record: RecordedRequest): Promise<void> {
+    const body = record.json;
+    if (!isObject(body) || !Array.isArray(body.messages)) {
+      send(res, record, 400, jsonError(400, 'Invalid request: the body must be a JSON object with a messages array', 'invalid_request_error'));
+      return;
+    }
+    const options = fake.options;
+    const stream = body.stream === true;
+    const verdict = check(body, options);
+    if (verdict) {
+      send(res, record, verdict.status, verdict.body, stream && options.sseFramedErrors === true);
+      return;
+    }
+    const round = body.messages.filter((m: any) => isObject(m) && m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length > 0).length;
+    const toolRounds = boundedInt(options.toolRounds, DEFAULT_TOOL_ROUNDS, 0, MAX_CHUNKS);
+    const answerChunks = boundedInt(options.answerChunks, DEFAULT_ANSWER_CHUNKS, 1, MAX_CHUNKS);
+    const n = boundedInt(typeof body.n === 'number' ? body.n : undefined, 1, 1, MAX_CHOICES);
+    const choices: Choice[] = [];
+    for (let i = 0; i < n; i++) {
+      const choice = makeChoice(round, toolRounds, answerChunks);
+      if (choice.toolCall) fake.produced.set(choice.toolCall.id, choice.reasoning);
+      choices.push(choice);
+    }
+    const id = `chatcmpl-${randomId(24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = typeof body.model === 'string' ? body.model : FAKE_MIMO_MODELS[0]!;
+    if (!stream) {
+      send(res, record, 200, JSON.stringify({
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: choices.map((c, index) => ({
+          index,
+          message: { role: 'assistant', content: c.content, reasoning_content: c.reasoning, tool_calls: c.toolCall ? [c.toolCall] : null },
+          finish_reason: c.toolCall ? 'tool_calls' : 'stop',
+        })),
+        usage: usageOf(choices),
+      }));
+      return;
+    }
+    const reasoningChunks = boundedInt(options.reasoningChunks, DEFAULT_REASONING_CHUNKS, 1, MAX_CHUNKS);
+    const chunk = (choicesPart: unknown[], extra: Record<string, unknown> = {}): string =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: choicesPart, ...extra })}\n\n`;
+    const perChoice = choices.map((c, index) => {
+      const delta = (d: Record<string, unknown>, finish: string | null = null): string => chunk([{ index, delta: d, finish_reason: finish }]);
+      const events = [delta({ role: 'assistant', content: '' })];
+      for (const piece of splitText(c.reasoning, reasoningChunks)) events.push(delta({ reasoning_content: piece }));
+      if (c.content !== '') for (const piece of splitText(c.content, answerChunks)) events.push(delta({ content: piece }));
+      if (c.toolCall) {
+        const call = c.toolCall;
+        events.push(delta({ tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }));
+        for (const piece of splitText(call.function.arguments, 3)) events.push(delta({ tool_calls: [{ index: 0, function: { arguments: piece } }] }));
+      }
+      events.push(delta({}, c.toolCall ? 'tool_calls' : 'stop'));
+      return events;
+    });
+    // Choices interleave, as they do upstream when n > 1.
+    const events: string[] = [];
+    const longest = Math.max(...perChoice.map((e) => e.length));
+    for (let i = 0; i < longest; i++) for (const list of perChoice) if (list[i] !== undefined) events.push(list[i]!);
+    if (isObject(body.stream_options) && body.stream_options.include_usage === true) events.push(chunk([], { usage: usageOf(choices) }));
+    events.push('data: [DONE]\n\n');
+
+    record.status = 200;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const delayMs = boundedInt(options.chunkDelayMs, 0, 0, 60_000);
+    for (const event of events) {
+      if (closed || res.destroyed || res.writableEnded) return;
+      res.write(event);
+      // A separate turn of the event loop per event, so events leave in separate TCP segments.
+      await sleep(delayMs);
+    }
+    if (!closed && !res.destroyed) res.end();
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+    const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, status: 0 };
+    try {
+      if (body.length > 0) record.json = JSON.parse(body.toString('utf8'));
+    } catch {
+      // Not JSON: left undefined, answered below when the route wants JSON.
+    }
+    fake.requests.push(record);
+    res.on('close', () => {
+      if (!res.writableFinished) fake.abortedResponses++;
+    });
+
+    const auth = req.headers.authorization;
+    const apiKey = req.headers['api-key'];
+    const authorized = (typeof auth === 'string' && /^Bearer\s+\S+/i.test(auth)) || (typeof apiKey === 'string' && apiKey.trim() !== '');
+    if (!authorized) {
+      send(res, record, 401, jsonError(401, 'Invalid API Key', 'authentication_error'));
+      return;
+    }
+    const pathname = new URL(req.url ?? '/', 'https://fake.invalid').pathname;
+    if (pathname === '/v1/models' && req.method === 'GET') {
+      const created = 1_790_000_000;
+      send(res, record, 200, JSON.stringify({ object: 'list', data: FAKE_MIMO_MODELS.map((id) => ({ id, object: 'model', created, owned_by: 'xiaomi' })) }));
+      return;
+    }
+    if (pathname === '/v1/chat/completions' && req.method === 'POST') {
+      if (record.json === undefined) {
+        send(res, record, 400, jsonError(400, 'Invalid JSON in request body', 'invalid_request_error'));
+        return;
+      }
+      chat(res, record).catch(() => res.destroy());
+      return;
+    }
+    send(res, record, 404, jsonError(404, `Not found: ${req.method} ${pathname}`, 'not_found_error'));
+  }
+
+  server.on('connection', (socket: Socket) => {
+    fake.connections++;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('secureConnection', () => {
+    fake.tlsSessions++;
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+        res.end(jsonError(413, 'Request body too large', 'invalid_request_error'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size <= MAX_BODY_BYTES) handle(req, res, Buffer.concat(chunks));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  Object.assign(fake, { port, url: `https://127.0.0.1:${port}` });
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    for (const wake of [...sleepers]) wake();
+    const done = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of sockets) socket.destroy();
+    await done;
+    ca.cleanup();
+  }
+
+  return fake;
+}

@@ -1,0 +1,51 @@
+/**
+ * Starts the real proxy (in-process, port 0) in front of the fake MiMo
+ * upstream, routed with --connect-to exactly as a user would, with a fresh
+ * certs folder. Every test stops what it starts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, resolveConfig } from '../../src/config.js';
+import { createLogger, type Logger } from '../../src/log.js';
+import { startProxy, type RunningProxy } from '../../src/server.js';
+import type { FakeMimo } from './fake-mimo.js';
+
+export interface Harness {
+  proxy: RunningProxy;
+  certsDir: string;
+  logLines: string[];
+  stop(): Promise<void>;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `mimo-${prefix}-`));
+}
+
+/** Proxy args for a fake upstream: MiMo's hosts go to it, its CA is trusted upstream. */
+export function upstreamArgs(fake: FakeMimo): string[] {
+  return [
+    '--connect-to', `api.xiaomimimo.com:443:127.0.0.1:${fake.port}`,
+    '--connect-to', `token-plan-cn.xiaomimimo.com:443:127.0.0.1:${fake.port}`,
+    '--upstream-ca', fake.ca.certPath,
+  ];
+}
+
+export async function startHarness(args: string[], options: { certsDir?: string; keepCerts?: boolean } = {}): Promise<Harness> {
+  const certsDir = options.certsDir ?? tempDir('certs');
+  const logLines: string[] = [];
+  const log: Logger = createLogger('debug', (line) => {
+    logLines.push(line);
+  });
+  const config = resolveConfig(parseArgs(['--port', '0', '--certs', certsDir, ...args]).options);
+  const proxy = await startProxy(config, log);
+  return {
+    proxy,
+    certsDir,
+    logLines,
+    async stop() {
+      await proxy.close();
+      if (!options.keepCerts && !options.certsDir) rmSync(certsDir, { recursive: true, force: true });
+    },
+  };
+}
