@@ -237,7 +237,7 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
     timeoutMs: str('timeout') === undefined ? 600_000 : parseDuration('timeout', str('timeout') as string),
     degrade,
     maxBodyBytes: str('max-body') === undefined ? 32 * 1024 ** 2 : parseBytes('max-body', str('max-body') as string),
-    cacheMax: str('cache-max') === undefined ? 50_000 : parseInteger('cache-max', str('cache-max') as string, 1, 100_000_000),
+    cacheMax: str('cache-max') === undefined ? 50_000 : parseInteger('cache-max', str('cache-max') as string, 1, 5_000_000),
     cacheMaxBytes: str('cache-max-bytes') === undefined ? 256 * 1024 ** 2 : parseBytes('cache-max-bytes', str('cache-max-bytes') as string),
     cacheTtlMs: str('cache-ttl') === undefined ? 7 * 86_400_000 : parseDuration('cache-ttl', str('cache-ttl') as string),
     persist: raw['no-persist'] === undefined ? true : !parseBool('no-persist', raw['no-persist'] as string | boolean),

@@ -31,6 +31,10 @@ export interface FakeMimoOptions {
   reasoningChunks?: number;
   /** Content pieces of a final answer (default 8). */
   answerChunks?: number;
+  /** false: keep no requests, echoes or produced reasoning (the benchmark's long runs) */
+  record?: boolean;
+  /** called just before each SSE event is written, with its index and performance.now() */
+  onEvent?: (index: number, at: number) => void;
 }
 
 export interface RecordedRequest {
@@ -250,7 +254,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         const toolCallId = ids.find((id) => fake.produced.has(id)) ?? ids[0] ?? '';
         const received = message.reasoning_content as string | null | undefined;
         const produced = fake.produced.get(toolCallId);
-        fake.echoes.push({ toolCallId, received, produced, exact: produced !== undefined && received === produced });
+        if (fake.options.record !== false) fake.echoes.push({ toolCallId, received, produced, exact: produced !== undefined && received === produced });
         if (!thinking || verdict) continue;
         const missing = typeof received !== 'string' || (emptyIsMissing && received === '');
         const wrong = options.rejectPlaceholders === true && produced !== undefined && received !== produced;
@@ -282,7 +286,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     const choices: Choice[] = [];
     for (let i = 0; i < n; i++) {
       const choice = makeChoice(round, toolRounds, answerChunks);
-      if (choice.toolCall) fake.produced.set(choice.toolCall.id, choice.reasoning);
+      if (choice.toolCall && options.record !== false) fake.produced.set(choice.toolCall.id, choice.reasoning);
       choices.push(choice);
     }
     const id = `chatcmpl-${randomId(24)}`;
@@ -329,8 +333,9 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     record.status = 200;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const delayMs = boundedInt(options.chunkDelayMs, 0, 0, 60_000);
-    for (const event of events) {
+    for (const [index, event] of events.entries()) {
       if (closed || res.destroyed || res.writableEnded) return;
+      options.onEvent?.(index, performance.now());
       res.write(event);
       // A separate turn of the event loop per event, so events leave in separate TCP segments.
       await sleep(delayMs);
@@ -345,7 +350,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     } catch {
       // Not JSON: left undefined, answered below when the route wants JSON.
     }
-    fake.requests.push(record);
+    if (fake.options.record !== false) fake.requests.push(record);
     res.on('close', () => {
       if (!res.writableFinished) fake.abortedResponses++;
     });

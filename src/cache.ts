@@ -1,0 +1,242 @@
+/**
+ * The reasoning cache: what MiMo thought before each assistant reply, kept
+ * under the reply's keys (`id:<tool_call_id>`, `fp:<fingerprint>`) and
+ * scoped by credential, so a later request that dropped it can get it back.
+ *
+ * Memory is a bounded LRU (lru-cache) in front of an optional persistent
+ * store (store.ts): writes go to both, reads try memory then the store.
+ *
+ * One memory entry = one reasoning text in one scope, held once, with the
+ * keys that lead to it; a side index maps each full key to its entry. So a
+ * reply with five tool calls costs its text once, not five times. Entry size
+ * = UTF-16 bytes (2 per code unit) of the text, its entry key and its keys.
+ * Not counted: the index Map's own overhead (its keys are already counted
+ * once, in the entry), and a key that later moved to another text keeps
+ * being counted in its old entry until that entry goes (rare: a key is
+ * normally learned once).
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { MimoProxyError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import type { ExpiringReasoningStore, ReasoningStore, StoredReasoning } from './store.js';
+
+export interface CacheLimits {
+  maxEntries: number;
+  maxBytes: number;
+  ttlMs: number;
+}
+
+/**
+ * Sized for a day of heavy agent use on one machine:
+ * - entries: ~10 agents in parallel x 8 h x ~600 replies/h ~= 48k replies -> 50k.
+ * - bytes: typical reasoning is 1-5 KB of text (2-10 KB as UTF-16); 50k x 5 KB
+ *   ~= 250 MB, so 256 MiB holds a day of typical use, and long (100 KB)
+ *   reasoning evicts older entries instead of growing the process.
+ * - ttl: 7 days, so a conversation resumed after a weekend or a week-long
+ *   task still finds its reasoning; older turns are rarely replayed.
+ * The store on disk uses the same limits, so disk use is bounded alike.
+ */
+export const DEFAULT_CACHE_LIMITS: CacheLimits = {
+  maxEntries: 50_000,
+  maxBytes: 256 * 1024 * 1024,
+  ttlMs: 7 * 24 * 60 * 60 * 1000,
+};
+
+export interface CacheStats {
+  /** Entries (one per text per scope) and UTF-16 bytes held in memory. */
+  entries: number;
+  bytes: number;
+  /** Lookups answered (from memory or the store) and not answered. */
+  hits: number;
+  misses: number;
+  /** The part of `hits` answered by the store after a memory miss. */
+  storeHits: number;
+  persisted: boolean;
+  /** Texts and UTF-8 bytes in the store (0 when not persisted). */
+  storeEntries: number;
+  storeBytes: number;
+}
+
+/** A key may move between texts; at most this many keys stay with one text (newest kept). */
+const MAX_KEYS_PER_ENTRY = 256;
+const WARN_INTERVAL_MS = 60_000;
+
+function checkLimit(option: string, value: number, integer: boolean, example: string): void {
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isSafeInteger(value))) {
+    throw new MimoProxyError('BAD_OPTION', `--${option} ${JSON.stringify(value)} is not valid`, `pass a positive ${integer ? 'whole number' : 'value'}, e.g. --${option} ${example}`);
+  }
+}
+
+/** Refuse unbounded or nonsensical limits, naming the option that sets each. */
+export function validateCacheLimits(limits: CacheLimits): void {
+  checkLimit('cache-max', limits.maxEntries, true, '50000');
+  checkLimit('cache-max-bytes', limits.maxBytes, true, '256MiB');
+  checkLimit('cache-ttl', limits.ttlMs, true, '7d');
+}
+
+/** The key under one scope; NUL cannot occur in a scope, so scopes never collide. */
+export function fullKey(scope: string, key: string): string {
+  return `${scope}\u0000${key}`;
+}
+
+interface Entry {
+  reasoning: string;
+  /** Full keys; the index points each of them here unless it moved on. */
+  keys: string[];
+}
+
+function entrySize(entry: Entry, entryKey: string): number {
+  let chars = entry.reasoning.length + entryKey.length;
+  for (const key of entry.keys) chars += key.length;
+  return Math.max(1, chars * 2);
+}
+
+function hasFind(store: ReasoningStore): store is ExpiringReasoningStore {
+  return typeof (store as Partial<ExpiringReasoningStore>).find === 'function';
+}
+
+export class ReasoningCache {
+  readonly #lru: LRUCache<string, Entry>;
+  /** Full key -> entry key. Bounded: only keys held by live entries (the dispose hook removes the rest). */
+  readonly #index = new Map<string, string>();
+  readonly #store: ReasoningStore | undefined;
+  readonly #limits: CacheLimits;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #hits = 0;
+  #misses = 0;
+  #storeHits = 0;
+  #lastWarn = Number.NEGATIVE_INFINITY;
+
+  constructor(options: { limits: CacheLimits; store?: ReasoningStore | undefined; log?: Logger; now?: () => number }) {
+    validateCacheLimits(options.limits);
+    this.#limits = { ...options.limits };
+    this.#store = options.store;
+    this.#log = options.log ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    this.#lru = new LRUCache<string, Entry>({
+      max: this.#limits.maxEntries,
+      maxSize: this.#limits.maxBytes,
+      sizeCalculation: entrySize,
+      ttl: this.#limits.ttlMs,
+      ttlAutopurge: false,
+      updateAgeOnGet: false,
+      // An injected clock must be read on every check, not cached for 1 ms.
+      ttlResolution: options.now ? 0 : 1,
+      ...(options.now ? { perf: { now: options.now } } : {}),
+      dispose: (entry, entryKey) => {
+        for (const key of entry.keys) if (this.#index.get(key) === entryKey) this.#index.delete(key);
+      },
+    });
+  }
+
+  lookup(scope: string, keys: readonly string[]): string | undefined {
+    for (const key of keys) {
+      const full = fullKey(scope, key);
+      const entryKey = this.#index.get(full);
+      const entry = entryKey === undefined ? undefined : this.#lru.get(entryKey);
+      if (entry !== undefined) {
+        this.#hits++;
+        return entry.reasoning;
+      }
+    }
+    if (this.#store !== undefined) {
+      const now = this.#now();
+      for (const key of keys) {
+        const full = fullKey(scope, key);
+        const found = this.#storeFind(this.#store, full, now);
+        if (found === undefined) continue;
+        // Back in memory for what is left of its stored lifetime, not a fresh one.
+        this.#rememberInMemory(scope, [full], found.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(found.expiresAt - now))));
+        this.#hits++;
+        this.#storeHits++;
+        return found.reasoning;
+      }
+    }
+    this.#misses++;
+    return undefined;
+  }
+
+  remember(scope: string, keys: readonly string[], reasoning: string): void {
+    if (keys.length === 0) return;
+    const fullKeys = [...new Set(keys.map((key) => fullKey(scope, key)))];
+    this.#rememberInMemory(scope, fullKeys, reasoning, this.#limits.ttlMs);
+    if (this.#store === undefined) return;
+    try {
+      this.#store.put(fullKeys, reasoning, this.#now() + this.#limits.ttlMs);
+    } catch (err) {
+      this.#warn('write', err);
+    }
+  }
+
+  #storeFind(store: ReasoningStore, full: string, now: number): StoredReasoning | undefined {
+    try {
+      if (hasFind(store)) return store.find(full, now);
+      const reasoning = store.get(full, now);
+      return reasoning === undefined ? undefined : { reasoning, expiresAt: now + this.#limits.ttlMs };
+    } catch (err) {
+      this.#warn('read', err);
+      return undefined;
+    }
+  }
+
+  #rememberInMemory(scope: string, fullKeys: readonly string[], reasoning: string, ttl: number): void {
+    const entryKey = fullKey(scope, createHash('sha256').update(reasoning, 'utf8').digest('hex'));
+    const entry = this.#lru.peek(entryKey) ?? { reasoning, keys: [] };
+    for (const full of fullKeys) {
+      const previous = this.#index.get(full);
+      if (previous !== undefined && previous !== entryKey) {
+        // The key now leads to another text: take it off the old entry.
+        const old = this.#lru.peek(previous, { allowStale: true });
+        if (old !== undefined) old.keys = old.keys.filter((k) => k !== full);
+        this.#index.delete(full);
+      }
+      if (!entry.keys.includes(full)) entry.keys.push(full);
+    }
+    if (entry.keys.length > MAX_KEYS_PER_ENTRY) {
+      for (const dropped of entry.keys.splice(0, entry.keys.length - MAX_KEYS_PER_ENTRY)) {
+        if (this.#index.get(dropped) === entryKey) this.#index.delete(dropped);
+      }
+    }
+    // Setting the same object again re-sizes it and refreshes its age without a dispose.
+    this.#lru.set(entryKey, entry, { ttl });
+    // A text too big for the whole budget is not kept: then point nothing at it.
+    if (this.#lru.peek(entryKey) !== entry) return;
+    for (const full of entry.keys) this.#index.set(full, entryKey);
+  }
+
+  /** Store trouble never reaches traffic: one warning a minute, counts only. */
+  #warn(kind: 'read' | 'write', err: unknown): void {
+    const t = Date.now();
+    if (t - this.#lastWarn < WARN_INTERVAL_MS) return;
+    this.#lastWarn = t;
+    const code = (err as { code?: unknown } | null)?.code;
+    this.#log.warn(`reasoning store ${kind} failed; serving from memory`, { error: typeof code === 'string' ? code : 'error' });
+  }
+
+  stats(): CacheStats {
+    const store = this.#store?.stats();
+    return {
+      entries: this.#lru.size,
+      bytes: this.#lru.calculatedSize,
+      hits: this.#hits,
+      misses: this.#misses,
+      storeHits: this.#storeHits,
+      persisted: this.#store !== undefined,
+      storeEntries: store?.entries ?? 0,
+      storeBytes: store?.bytes ?? 0,
+    };
+  }
+
+  /** Close the store; memory is dropped (this cache is done). */
+  close(): void {
+    this.#lru.clear();
+    this.#index.clear();
+    try {
+      this.#store?.close();
+    } catch (err) {
+      this.#warn('write', err);
+    }
+  }
+}

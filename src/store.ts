@@ -1,0 +1,484 @@
+/**
+ * The persistent reasoning store: `<data>/reasoning.sqlite` (node:sqlite),
+ * so learned reasoning survives a proxy restart.
+ *
+ * Schema (user_version 1):
+ *   reasoning(hash, bytes, text)          each text once, by sha256 of its UTF-8
+ *   keys(key, hash, expires_at, bytes)    full key (scope NUL key) -> text hash
+ * A text is deleted with its last key, in the same transaction, so the two
+ * tables never disagree.
+ *
+ * Bounds: the same limits as memory. `entries` counts stored texts, `bytes`
+ * counts UTF-8 bytes of texts plus keys (Chinese is 3 bytes a character here,
+ * 2 in memory). Expired keys are never returned, are pruned at open and
+ * every PRUNE_EVERY_WRITES writes; when over a bound, the keys that expire
+ * first go, a bounded batch per write.
+ *
+ * Failure policy: a corrupt, foreign or locked file at open is moved aside
+ * with one warning and an empty store takes its place; an unwritable data
+ * dir is a startup error; at request time a failed read or write is a
+ * rate-limited warning and the proxy carries on from memory.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { validateCacheLimits, type CacheLimits } from './cache.js';
+import { MimoProxyError } from './errors.js';
+import type { Logger, LogFields } from './log.js';
+
+export interface ReasoningStore {
+  get(fullKey: string, now: number): string | undefined;
+  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): void;
+  stats(): { entries: number; bytes: number };
+  close(): void;
+  readonly path: string;
+}
+
+/** A stored reasoning with its expiry, so a reader can keep the original deadline. */
+export interface StoredReasoning {
+  reasoning: string;
+  expiresAt: number;
+}
+
+/** A store that can also tell when an entry expires (openStore's stores can). */
+export interface ExpiringReasoningStore extends ReasoningStore {
+  find(fullKey: string, now: number): StoredReasoning | undefined;
+}
+
+export interface StoreOptions {
+  /** How long to wait for another process's lock before calling the file locked. */
+  busyTimeoutMs?: number;
+  /** Wall clock for pruning (default Date.now). */
+  now?: () => number;
+}
+
+export const STORE_FILE = 'reasoning.sqlite';
+const SCHEMA_VERSION = 1;
+/** Long enough to outlast another proxy's write transaction (each is one small remember). */
+const DEFAULT_BUSY_TIMEOUT_MS = 3_000;
+const PRUNE_EVERY_WRITES = 256;
+/** At most this many keys deleted per eviction round; rounds per write are bounded too, so no write stalls. */
+const EVICT_BATCH = 64;
+const EVICT_ROUNDS_PER_WRITE = 8;
+const EXPIRED_BATCH = 1_000;
+/** At most one warning a minute per kind of failure; the rest are counted. */
+const WARN_INTERVAL_MS = 60_000;
+
+// SQLite primary result codes (https://www.sqlite.org/rescode.html).
+const SQLITE_PERM = 3;
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_CORRUPT = 11;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+
+const DATA_DIR_HINT = 'pass --data DIR with a directory you own, or --no-persist';
+
+type Sqlite = typeof import('node:sqlite');
+let sqliteModule: Sqlite | undefined;
+
+function isSqliteExperimentalWarning(warning: string | Error, rest: readonly unknown[]): boolean {
+  const message = typeof warning === 'string' ? warning : warning.message;
+  const options = rest[0];
+  const type =
+    typeof options === 'string'
+      ? options
+      : typeof options === 'object' && options !== null && 'type' in options
+        ? String((options as { type?: unknown }).type)
+        : typeof warning === 'string'
+          ? undefined
+          : warning.name;
+  return type === 'ExperimentalWarning' && /sqlite/i.test(message);
+}
+
+/**
+ * Load node:sqlite lazily, with exactly its ExperimentalWarning silenced
+ * (printed by Node 22.13..23; a static import would print it before any
+ * filter could be installed). Other warnings pass through untouched.
+ */
+function loadSqlite(): Sqlite {
+  if (sqliteModule) return sqliteModule;
+  const original = process.emitWarning;
+  const filtered = function (this: unknown, warning: string | Error, ...rest: unknown[]): void {
+    if (isSqliteExperimentalWarning(warning, rest)) return;
+    (original as (...args: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = filtered as typeof process.emitWarning;
+  try {
+    sqliteModule = createRequire(import.meta.url)('node:sqlite') as Sqlite;
+  } finally {
+    process.emitWarning = original;
+  }
+  return sqliteModule;
+}
+
+/** One warning per interval per kind, with a count of what was held back. */
+function rateLimitedWarn(log: Logger, clock: () => number): (message: string, fields: LogFields) => void {
+  let last = Number.NEGATIVE_INFINITY;
+  let suppressed = 0;
+  return (message, fields) => {
+    const t = clock();
+    if (t - last < WARN_INTERVAL_MS) {
+      suppressed++;
+      return;
+    }
+    log.warn(message, { ...fields, suppressed: suppressed > 0 ? suppressed : undefined });
+    last = t;
+    suppressed = 0;
+  };
+}
+
+function sqliteCode(err: unknown): number | undefined {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === 'number' ? code & 0xff : undefined;
+}
+
+/** A short, content-free description of a failure for the log. */
+function describe(err: unknown): string {
+  const e = err as { errstr?: unknown; code?: unknown } | null;
+  if (typeof e?.errstr === 'string') return e.errstr;
+  if (typeof e?.code === 'string') return e.code;
+  return 'error';
+}
+
+/** The file is ours to replace: foreign, damaged or held by someone else. */
+class UnusableStore extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+function classifyOpenError(err: unknown): UnusableStore | undefined {
+  if (err instanceof UnusableStore) return err;
+  switch (sqliteCode(err)) {
+    case SQLITE_NOTADB:
+      return new UnusableStore('not a database');
+    case SQLITE_CORRUPT:
+      return new UnusableStore('corrupt');
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return new UnusableStore('locked');
+    default:
+      return undefined;
+  }
+}
+
+function unwritable(what: string, err: unknown): MimoProxyError {
+  return new MimoProxyError('DATA_DIR_UNWRITABLE', `could not write ${what}: ${describe(err)}`, DATA_DIR_HINT, { cause: err });
+}
+
+/** Create the data dir (0700 when we create it) and the db file (always 0600). */
+function prepareFiles(dir: string, file: string): void {
+  try {
+    const created = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // mkdir's mode is filtered by the umask; say exactly what we mean.
+    if (created !== undefined) fs.chmodSync(dir, 0o700);
+    fs.closeSync(fs.openSync(file, 'a', 0o600));
+    fs.chmodSync(file, 0o600);
+  } catch (err) {
+    throw unwritable(`the reasoning store ${file}`, err);
+  }
+  // SQLite gives new -wal/-shm files the db file's mode; old ones get tightened.
+  for (const suffix of ['-wal', '-shm']) {
+    try {
+      fs.chmodSync(file + suffix, 0o600);
+    } catch {
+      // absent: nothing to tighten
+    }
+  }
+}
+
+/** Rename the file and its -wal/-shm to `<file>.corrupt-<timestamp>`; returns the new name. */
+function moveAside(file: string): string {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  let target = `${file}.corrupt-${stamp}`;
+  for (let n = 1; n < 100 && fs.existsSync(target); n++) target = `${file}.corrupt-${stamp}-${n}`;
+  try {
+    fs.renameSync(file, target);
+    for (const suffix of ['-wal', '-shm']) {
+      if (fs.existsSync(file + suffix)) fs.renameSync(file + suffix, target + suffix);
+    }
+  } catch (err) {
+    throw unwritable(`a replacement for the unusable store ${file}`, err);
+  }
+  return target;
+}
+
+const EXPECTED_COLUMNS: Record<string, string> = {
+  reasoning: 'hash,bytes,text',
+  keys: 'key,hash,expires_at,bytes',
+};
+
+function openDatabase(file: string, busyTimeoutMs: number): DatabaseSync {
+  const { DatabaseSync } = loadSqlite();
+  const db = new DatabaseSync(file);
+  try {
+    db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    // WAL: readers never wait for the writer; NORMAL: no fsync per commit
+    // (a power cut may lose the last few entries, never corrupt the file).
+    db.prepare('PRAGMA journal_mode = WAL').get();
+    db.exec('PRAGMA synchronous = NORMAL');
+    const check = db.prepare('PRAGMA quick_check').all();
+    if (check.length !== 1 || Object.values(check[0] ?? {})[0] !== 'ok') throw new UnusableStore('quick_check failed');
+    const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+    if (version !== 0 && version !== SCHEMA_VERSION) throw new UnusableStore(`unknown schema version ${version}`);
+    if (version === 0) {
+      db.exec(`
+        BEGIN IMMEDIATE;
+        CREATE TABLE IF NOT EXISTS reasoning (hash TEXT PRIMARY KEY, bytes INTEGER NOT NULL, text TEXT NOT NULL);
+        -- covering index: count and sum at open without reading the texts
+        CREATE INDEX IF NOT EXISTS reasoning_bytes ON reasoning (bytes);
+        CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at INTEGER NOT NULL, bytes INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires_at);
+        CREATE INDEX IF NOT EXISTS keys_hash ON keys (hash);
+        PRAGMA user_version = ${SCHEMA_VERSION};
+        COMMIT;
+      `);
+    }
+    for (const [table, columns] of Object.entries(EXPECTED_COLUMNS)) {
+      const names = db.prepare(`PRAGMA table_info(${table})`).all().map((row) => String((row as { name: unknown }).name));
+      if (names.join(',') !== columns) throw new UnusableStore(`schema mismatch in table ${table}`);
+    }
+    return db;
+  } catch (err) {
+    try {
+      if (db.isTransaction) db.exec('ROLLBACK');
+      db.close();
+    } catch {
+      // already failing; the original error is the one to report
+    }
+    throw err;
+  }
+}
+
+class SqliteReasoningStore implements ExpiringReasoningStore {
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #limits: CacheLimits;
+  readonly #now: () => number;
+  readonly #warnRead: (message: string, fields: LogFields) => void;
+  readonly #warnWrite: (message: string, fields: LogFields) => void;
+  #entries = 0;
+  #bytes = 0;
+  #writes = 0;
+  #closed = false;
+  readonly #q: Record<
+    | 'find'
+    | 'insertText'
+    | 'selectKey'
+    | 'insertKey'
+    | 'updateKey'
+    | 'deleteOrphan'
+    | 'deleteExpired'
+    | 'deleteOldest',
+    StatementSync
+  >;
+
+  constructor(file: string, db: DatabaseSync, limits: CacheLimits, log: Logger, now: () => number) {
+    this.path = file;
+    this.#db = db;
+    this.#limits = limits;
+    this.#now = now;
+    this.#warnRead = rateLimitedWarn(log, Date.now);
+    this.#warnWrite = rateLimitedWarn(log, Date.now);
+    this.#q = {
+      find: db.prepare('SELECT r.text AS text, k.expires_at AS expires_at FROM keys k JOIN reasoning r ON r.hash = k.hash WHERE k.key = ? AND k.expires_at > ?'),
+      insertText: db.prepare('INSERT OR IGNORE INTO reasoning (hash, bytes, text) VALUES (?, ?, ?)'),
+      selectKey: db.prepare('SELECT hash FROM keys WHERE key = ?'),
+      insertKey: db.prepare('INSERT INTO keys (key, hash, expires_at, bytes) VALUES (?, ?, ?, ?)'),
+      updateKey: db.prepare('UPDATE keys SET hash = ?, expires_at = ? WHERE key = ?'),
+      deleteOrphan: db.prepare('DELETE FROM reasoning WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM keys WHERE hash = ?) RETURNING bytes'),
+      deleteExpired: db.prepare('DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING hash, bytes'),
+      deleteOldest: db.prepare('DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys ORDER BY expires_at, rowid LIMIT ?) RETURNING hash, bytes'),
+    };
+    this.#recount();
+    // Startup may catch up on a long backlog (a week offline, lowered limits), so it may loop longer.
+    const keyRows = Number((db.prepare('SELECT count(*) AS n FROM keys').get() as { n: number }).n);
+    const rounds = Math.ceil(keyRows / EXPIRED_BATCH) + 1;
+    for (let i = 0; i < rounds && this.#pruneExpired(now()) === EXPIRED_BATCH; i++);
+    this.#evictToBounds(Math.ceil(keyRows / EVICT_BATCH) + 1);
+  }
+
+  #recount(): void {
+    const texts = this.#db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM reasoning').get() as { n: number; b: number };
+    const keys = this.#db.prepare('SELECT coalesce(sum(bytes), 0) AS b FROM keys').get() as { b: number };
+    this.#entries = Number(texts.n);
+    this.#bytes = Number(texts.b) + Number(keys.b);
+  }
+
+  find(fullKey: string, now: number): StoredReasoning | undefined {
+    if (this.#closed) return undefined;
+    try {
+      const row = this.#q.find.get(fullKey, now) as { text: string; expires_at: number } | undefined;
+      return row === undefined ? undefined : { reasoning: row.text, expiresAt: Number(row.expires_at) };
+    } catch (err) {
+      this.#warnRead('reasoning store read failed; serving from memory', { file: this.path, error: describe(err) });
+      return undefined;
+    }
+  }
+
+  get(fullKey: string, now: number): string | undefined {
+    return this.find(fullKey, now)?.reasoning;
+  }
+
+  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): void {
+    if (this.#closed || fullKeys.length === 0) return;
+    const keys = [...new Set(fullKeys)];
+    const textBytes = Buffer.byteLength(reasoning, 'utf8');
+    const keyBytes = keys.map((k) => Buffer.byteLength(k, 'utf8'));
+    // One entry bigger than the whole budget would only evict everything else.
+    if (textBytes + keyBytes.reduce((a, b) => a + b, 0) > this.#limits.maxBytes) return;
+    const hash = createHash('sha256').update(reasoning, 'utf8').digest('hex');
+    try {
+      this.#transaction(() => {
+        let entries = 0;
+        let bytes = 0;
+        if (this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
+          entries++;
+          bytes += textBytes;
+        }
+        const replaced = new Set<string>();
+        keys.forEach((key, i) => {
+          const old = this.#q.selectKey.get(key) as { hash: string } | undefined;
+          if (old === undefined) {
+            this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
+            bytes += keyBytes[i] ?? 0;
+          } else {
+            this.#q.updateKey.run(hash, expiresAt, key);
+            if (old.hash !== hash) replaced.add(old.hash);
+          }
+        });
+        const orphans = this.#deleteOrphans(replaced);
+        return [entries - orphans.entries, bytes - orphans.bytes];
+      });
+      this.#writes++;
+      if (this.#writes % PRUNE_EVERY_WRITES === 0) this.#pruneExpired(this.#now());
+      this.#evictToBounds(EVICT_ROUNDS_PER_WRITE);
+    } catch (err) {
+      this.#warnWrite('reasoning store write failed; keeping it in memory only', { file: this.path, error: describe(err) });
+    }
+  }
+
+  /** Run `body` in one write transaction; apply its [entries, bytes] delta only once committed. */
+  #transaction(body: () => [number, number]): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const [entries, bytes] = body();
+      this.#db.exec('COMMIT');
+      this.#entries += entries;
+      this.#bytes += bytes;
+    } catch (err) {
+      try {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      } catch {
+        // the original error is the one to report
+      }
+      throw err;
+    }
+  }
+
+  #deleteOrphans(hashes: Iterable<string>): { entries: number; bytes: number } {
+    let entries = 0;
+    let bytes = 0;
+    for (const hash of hashes) {
+      for (const row of this.#q.deleteOrphan.all(hash, hash) as { bytes: number }[]) {
+        entries++;
+        bytes += Number(row.bytes);
+      }
+    }
+    return { entries, bytes };
+  }
+
+  /** Delete the keys returned by `statement` and the texts left without keys; returns keys deleted. */
+  #deleteKeys(statement: StatementSync, ...params: number[]): number {
+    let deleted = 0;
+    this.#transaction(() => {
+      const rows = statement.all(...params) as { hash: string; bytes: number }[];
+      deleted = rows.length;
+      const keyBytes = rows.reduce((sum, row) => sum + Number(row.bytes), 0);
+      const orphans = this.#deleteOrphans(new Set(rows.map((row) => row.hash)));
+      return [-orphans.entries, -keyBytes - orphans.bytes];
+    });
+    return deleted;
+  }
+
+  #pruneExpired(now: number): number {
+    return this.#deleteKeys(this.#q.deleteExpired, now, EXPIRED_BATCH);
+  }
+
+  #evictToBounds(maxRounds: number): void {
+    for (let round = 0; round < maxRounds; round++) {
+      const entriesOver = this.#entries - this.#limits.maxEntries;
+      const bytesOver = this.#bytes - this.#limits.maxBytes;
+      if (entriesOver <= 0 && bytesOver <= 0) return;
+      // Delete about what the overshoot needs (by the average entry size), not a fixed batch.
+      const average = this.#entries > 0 ? this.#bytes / this.#entries : 1;
+      const wanted = Math.max(1, entriesOver, Math.ceil(Math.max(0, bytesOver) / Math.max(1, average)));
+      if (this.#deleteKeys(this.#q.deleteOldest, Math.min(EVICT_BATCH, wanted)) === 0) {
+        // Nothing left to delete yet still over: the counters drifted; trust the file.
+        this.#recount();
+        return;
+      }
+    }
+  }
+
+  stats(): { entries: number; bytes: number } {
+    return { entries: this.#entries, bytes: this.#bytes };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      // Fold the WAL back so the directory holds one tidy file between runs.
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch {
+      // another process may hold it; the WAL is still valid
+    }
+    try {
+      this.#db.close();
+    } catch {
+      // closing twice or after a failure: nothing left to release
+    }
+  }
+}
+
+/**
+ * Open (or create) `<dir>/reasoning.sqlite`. Throws MimoProxyError
+ * DATA_DIR_UNWRITABLE when the directory or file cannot be written; replaces
+ * an unusable file (moved aside, one warning) with an empty store.
+ */
+export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): ExpiringReasoningStore {
+  validateCacheLimits(limits);
+  const file = path.join(path.resolve(dir), STORE_FILE);
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const now = options.now ?? Date.now;
+  prepareFiles(path.dirname(file), file);
+  // Two attempts: the file as found, then (if unusable) a fresh one in its place.
+  let failure: unknown;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let db: DatabaseSync | undefined;
+    try {
+      db = openDatabase(file, busyTimeoutMs);
+      return new SqliteReasoningStore(file, db, limits, log, now);
+    } catch (err) {
+      try {
+        db?.close();
+      } catch {
+        // already closed
+      }
+      failure = err;
+      const unusable = classifyOpenError(err);
+      if (unusable === undefined || attempt > 0) break;
+      const movedTo = moveAside(file);
+      log.warn('reasoning store unusable; moved it aside and started an empty one', { file, reason: unusable.reason, moved_to: movedTo });
+      prepareFiles(path.dirname(file), file);
+    }
+  }
+  const code = sqliteCode(failure);
+  if (code === SQLITE_READONLY || code === SQLITE_CANTOPEN || code === SQLITE_PERM) throw unwritable(`the reasoning store ${file}`, failure);
+  throw new MimoProxyError('STORE_UNUSABLE', `could not open the reasoning store ${file}: ${describe(failure)}`, DATA_DIR_HINT, { cause: failure });
+}

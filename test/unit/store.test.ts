@@ -1,0 +1,237 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache.js';
+import { MimoProxyError } from '../../src/errors.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { openStore, type ReasoningStore } from '../../src/store.js';
+
+const SCOPE = 'k:0123456789abcdef0123456789abcdef';
+const CHINESE = '首先，我需要理解用户的问题。「读取文件」意味着调用 read_file 工具；注意 emoji 🤔 和换行\r\n以及全角：，。';
+
+let tmp: string;
+const open: ReasoningStore[] = [];
+
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mimo-store-'));
+});
+
+afterEach(() => {
+  for (const store of open.splice(0)) store.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function limits(extra: Partial<CacheLimits> = {}): CacheLimits {
+  return { ...DEFAULT_CACHE_LIMITS, ...extra };
+}
+
+function store(dir = path.join(tmp, 'data'), l: CacheLimits = limits(), log: Logger = silentLogger, now?: () => number): ReasoningStore {
+  const s = openStore(dir, l, log, { busyTimeoutMs: 50, ...(now ? { now } : {}) });
+  open.push(s);
+  return s;
+}
+
+function capture(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { log: createLogger('debug', (line) => lines.push(line)), lines };
+}
+
+describe('openStore', () => {
+  it('survives a restart: a new cache on the same dir finds what the old one learned', () => {
+    const dir = path.join(tmp, 'data');
+    const first = new ReasoningCache({ limits: limits(), store: store(dir) });
+    first.remember(SCOPE, ['id:call_1', 'fp:abc'], CHINESE);
+    first.close();
+
+    const second = new ReasoningCache({ limits: limits(), store: store(dir) });
+    expect(second.lookup(SCOPE, ['fp:abc'])).toBe(CHINESE);
+    expect(second.lookup(SCOPE, ['id:call_1'])).toBe(CHINESE);
+    expect(second.lookup('anonymous', ['id:call_1'])).toBeUndefined();
+    // Each key came from the store: a store hit is put back under the key that found it.
+    expect(second.stats()).toMatchObject({ storeHits: 2, hits: 2, misses: 1 });
+    expect(second.lookup(SCOPE, ['fp:abc'])).toBe(CHINESE);
+    expect(second.stats()).toMatchObject({ storeHits: 2, hits: 3 });
+  });
+
+  it('round-trips Chinese text, emoji and CRLF exactly', () => {
+    const s = store();
+    s.put([`${SCOPE}\u0000id:1`], CHINESE, Date.now() + 60_000);
+    expect(s.get(`${SCOPE}\u0000id:1`, Date.now())).toBe(CHINESE);
+    expect(s.stats().bytes).toBe(Buffer.byteLength(CHINESE) + Buffer.byteLength(`${SCOPE}\u0000id:1`));
+  });
+
+  it('never returns an expired entry and prunes it at the next open', () => {
+    const dir = path.join(tmp, 'data');
+    const now = 1_700_000_000_000;
+    const s = store(dir, limits(), silentLogger, () => now);
+    s.put(['a\u0000id:1'], '短命', now + 1_000);
+    s.put(['a\u0000id:2'], '长命', now + 100_000);
+    expect(s.get('a\u0000id:1', now + 999)).toBe('短命');
+    expect(s.get('a\u0000id:1', now + 1_000)).toBeUndefined();
+    expect(s.get('a\u0000id:2', now + 1_000)).toBe('长命');
+    s.close();
+
+    const reopened = store(dir, limits(), silentLogger, () => now + 5_000);
+    expect(reopened.stats().entries).toBe(1);
+    expect(reopened.get('a\u0000id:2', now + 5_000)).toBe('长命');
+  });
+
+  it('honours the TTL through the cache with an injected clock', () => {
+    // The store prunes by the wall clock at open, so the fake clock starts at real time.
+    let t = Date.now();
+    const dir = path.join(tmp, 'data');
+    const c1 = new ReasoningCache({ limits: limits({ ttlMs: 60_000 }), store: store(dir), now: () => t });
+    c1.remember(SCOPE, ['id:1'], CHINESE);
+    c1.close();
+    const c2 = new ReasoningCache({ limits: limits({ ttlMs: 60_000 }), store: store(dir), now: () => t });
+    t += 30_000;
+    expect(c2.lookup(SCOPE, ['id:1'])).toBe(CHINESE);
+    // Back in memory with what was left of its lifetime (30 s), not a fresh minute.
+    t += 30_001;
+    expect(c2.lookup(SCOPE, ['id:1'])).toBeUndefined();
+  });
+
+  it('stays within its entry limit, dropping what expires first', () => {
+    const s = store(undefined, limits({ maxEntries: 5 }));
+    const base = Date.now() + 60_000;
+    for (let i = 0; i < 20; i++) s.put([`a\u0000id:${i}`], `思考 ${i}`, base + i);
+    expect(s.stats().entries).toBeLessThanOrEqual(5);
+    expect(s.get('a\u0000id:0', Date.now())).toBeUndefined();
+    expect(s.get('a\u0000id:19', Date.now())).toBe('思考 19');
+  });
+
+  it('stays within its byte limit', () => {
+    const s = store(undefined, limits({ maxBytes: 10_000 }));
+    const base = Date.now() + 60_000;
+    for (let i = 0; i < 30; i++) s.put([`a\u0000id:${i}`], `${i}`.padEnd(500, '字'), base + i);
+    expect(s.stats().bytes).toBeLessThanOrEqual(10_000);
+    expect(s.stats().bytes).toBeGreaterThan(5_000);
+    expect(s.get('a\u0000id:29', Date.now())).toBe('29'.padEnd(500, '字'));
+    expect(s.get('a\u0000id:0', Date.now())).toBeUndefined();
+  });
+
+  it('applies lowered limits at the next open', () => {
+    const dir = path.join(tmp, 'data');
+    const s = store(dir);
+    for (let i = 0; i < 50; i++) s.put([`a\u0000id:${i}`], `文本 ${i}`, Date.now() + 60_000 + i);
+    s.close();
+    expect(store(dir, limits({ maxEntries: 10 })).stats().entries).toBeLessThanOrEqual(10);
+  });
+
+  it('stores shared text once and deletes it with its last key', () => {
+    const s = store();
+    const exp = Date.now() + 60_000;
+    s.put(['a\u0000id:1', 'a\u0000id:2'], '共享', exp);
+    s.put(['b\u0000id:1'], '共享', exp);
+    expect(s.stats().entries).toBe(1);
+    s.put(['a\u0000id:1', 'a\u0000id:2', 'b\u0000id:1'], '替换', exp);
+    expect(s.stats().entries).toBe(1);
+    expect(s.get('b\u0000id:1', Date.now())).toBe('替换');
+  });
+
+  it('moves a corrupt file aside with one warning and starts empty', () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'reasoning.sqlite'), 'this is not a database, 这不是数据库'.repeat(200));
+    const { log, lines } = capture();
+    const s = store(dir, limits(), log);
+    const warnings = lines.filter((l) => l.includes(' WARN '));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(path.join(dir, 'reasoning.sqlite'));
+    const aside = fs.readdirSync(dir).filter((f) => f.startsWith('reasoning.sqlite.corrupt-'));
+    expect(aside).toHaveLength(1);
+    expect(fs.readFileSync(path.join(dir, aside[0] ?? '')).toString()).toContain('not a database');
+    s.put(['a\u0000id:1'], CHINESE, Date.now() + 60_000);
+    expect(s.get('a\u0000id:1', Date.now())).toBe(CHINESE);
+  });
+
+  it('moves a database with a foreign schema aside', () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir);
+    const first = store(dir);
+    first.close();
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const db = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
+    db.exec('DROP TABLE keys; CREATE TABLE keys (other TEXT)');
+    db.close();
+    const { log, lines } = capture();
+    store(dir, limits(), log).put(['a\u0000id:1'], '好', Date.now() + 60_000);
+    expect(lines.filter((l) => l.includes('schema mismatch'))).toHaveLength(1);
+  });
+
+  it('moves a locked database aside after the busy timeout', () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'reasoning.sqlite');
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const holder = new DatabaseSync(file);
+    try {
+      holder.exec('PRAGMA locking_mode = EXCLUSIVE; CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);');
+      const { log, lines } = capture();
+      const s = store(dir, limits(), log);
+      expect(lines.filter((l) => l.includes('reason=locked'))).toHaveLength(1);
+      s.put(['a\u0000id:1'], '锁', Date.now() + 60_000);
+      expect(s.get('a\u0000id:1', Date.now())).toBe('锁');
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('creates the dir 0700 and the file 0600', () => {
+    const dir = path.join(tmp, 'nested', 'data');
+    const s = store(dir);
+    s.put(['a\u0000id:1'], '私密', Date.now() + 60_000);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(dir, 'reasoning.sqlite')).mode & 0o777).toBe(0o600);
+    expect(s.path).toBe(path.join(dir, 'reasoning.sqlite'));
+  });
+
+  it('refuses an unwritable data dir with DATA_DIR_UNWRITABLE and a hint', () => {
+    const file = path.join(tmp, 'a-file');
+    fs.writeFileSync(file, 'x');
+    let thrown: unknown;
+    try {
+      store(path.join(file, 'data'));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(MimoProxyError);
+    expect((thrown as MimoProxyError).code).toBe('DATA_DIR_UNWRITABLE');
+    expect((thrown as MimoProxyError).format()).toContain('--no-persist');
+  });
+
+  it('keeps answering from memory when a store write fails at request time', () => {
+    const dir = path.join(tmp, 'data');
+    const { log, lines } = capture();
+    const c = new ReasoningCache({ limits: limits(), store: store(dir, limits(), log), log });
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const holder = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
+    try {
+      holder.exec('BEGIN IMMEDIATE'); // another writer holds the lock past our busy timeout
+      for (let i = 0; i < 3; i++) c.remember(SCOPE, [`id:${i}`], CHINESE + i);
+    } finally {
+      holder.close();
+    }
+    expect(c.lookup(SCOPE, ['id:2'])).toBe(`${CHINESE}2`);
+    const warnings = lines.filter((l) => l.includes('write failed'));
+    expect(warnings).toHaveLength(1); // rate-limited, not one per request
+    expect(warnings[0]).toContain('database is locked');
+    expect(lines.join('')).not.toContain('首先');
+    expect(c.stats().storeEntries).toBe(0);
+  });
+
+  it('logs neither reasoning nor keys', () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'reasoning.sqlite'), 'garbage');
+    const { log, lines } = capture();
+    const c = new ReasoningCache({ limits: limits({ maxEntries: 2 }), store: store(dir, limits({ maxEntries: 2 }), log), log });
+    for (let i = 0; i < 5; i++) c.remember(SCOPE, [`id:call_secret_${i}`], CHINESE + i);
+    c.lookup(SCOPE, ['id:call_secret_0']);
+    const text = lines.join('');
+    expect(text).not.toContain('call_secret');
+    expect(text).not.toContain('首先');
+    expect(text).not.toContain(SCOPE);
+  });
+});
