@@ -1,0 +1,108 @@
+/**
+ * The read-only tap on a streamed (`text/event-stream`) chat completion.
+ * Bytes -> streaming UTF-8 decode (a character split across chunks is held
+ * until it is whole) -> eventsource-parser -> JSON per `data:` event ->
+ * fold.ts. The tap only observes: the proxy forwards every chunk as it came.
+ *
+ * Complete when `data: [DONE]` was seen, or when every choice has a
+ * finish_reason by the time the body ends. Anything else stores nothing:
+ * a cut-off stream, an `error` event or object, data that is not JSON, a
+ * line longer than maxLineBytes. It never throws: a tap must not break traffic.
+ */
+import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
+import type { Learned } from '../chat/types.js';
+import { createStreamFold, learnedFromChoices, type ResponseTap, type StreamFold } from './fold.js';
+
+export type { ResponseTap } from './fold.js';
+
+/** One SSE line (or event) past this many bytes poisons the tap instead of growing memory. */
+export const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+export interface SseTapOptions {
+  maxLineBytes?: number;
+  /** Bound on the folded text of all choices, see fold.ts. */
+  maxFoldedChars?: number;
+}
+
+export function createSseTap(options: SseTapOptions = {}): ResponseTap {
+  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  const decoder = new TextDecoder('utf-8');
+  const fold: StreamFold = createStreamFold({ maxFoldedChars: options.maxFoldedChars });
+  let poisoned = false;
+  let done = false;
+  let ended = false;
+  /** Bytes since the last line terminator: the line still being received. */
+  let pendingLineBytes = 0;
+
+  const onEvent = (event: EventSourceMessage): void => {
+    if (poisoned || done) return;
+    if (event.event === 'error') {
+      poisoned = true;
+      return;
+    }
+    const data = event.data;
+    if (data === '[DONE]') {
+      done = true;
+      return;
+    }
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      poisoned = true;
+      return;
+    }
+    if (!fold.add(chunk)) poisoned = true;
+  };
+
+  const parser: EventSourceParser = createParser({
+    onEvent,
+    onError: (error) => {
+      // Unknown fields and bad `retry:` values are harmless; only the buffer cap matters.
+      if (error.type === 'max-buffer-size-exceeded') poisoned = true;
+    },
+    // Characters, not bytes, but a character is at least one byte: this also caps multi-line events.
+    maxBufferSize: maxLineBytes,
+  });
+
+  return {
+    feed(chunk) {
+      if (poisoned || done || ended) return;
+      try {
+        // Every line is measured, wherever the chunk boundaries fall, so the verdict does not depend on them.
+        let line = pendingLineBytes;
+        for (let i = 0; i < chunk.length; i++) {
+          const byte = chunk[i];
+          if (byte === LF || byte === CR) line = 0;
+          else if (++line > maxLineBytes) {
+            poisoned = true;
+            return;
+          }
+        }
+        pendingLineBytes = line;
+        parser.feed(decoder.decode(chunk, { stream: true }));
+      } catch {
+        poisoned = true;
+      }
+    },
+    end(): Learned[] | undefined {
+      if (ended) return undefined;
+      ended = true;
+      try {
+        if (!poisoned && !done) {
+          // Flush a held partial character and dispatch an event whose blank line never came;
+          // a cut-off event then fails JSON.parse and poisons, as it should.
+          parser.feed(`${decoder.decode()}\n\n`);
+        }
+        if (poisoned) return undefined;
+        if (!done && !fold.allFinished()) return undefined;
+        return learnedFromChoices(fold.choices());
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}

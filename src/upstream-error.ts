@@ -1,0 +1,77 @@
+/**
+ * Recognises MiMo's answer to a request whose tool-call history lacks
+ * reasoning (MIMO-API.md, "The rule that breaks clients"):
+ *   HTTP 400 {"error":{"code":"400","message":"Param Incorrect",
+ *     "param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}
+ * as plain JSON or SSE-framed (`data: {...}` lines, maybe then `data: [DONE]`)
+ * when the request was streamed. DeepSeek's wording (same sentence with
+ * backticks) and Kimi's ("reasoning_content is missing in assistant tool
+ * call message at index N") match too. Pure; never throws.
+ */
+
+/** Only this much of an error body is read: the rejection is a short JSON object. */
+const MAX_INSPECTED_BYTES = 64 * 1024;
+
+const MENTIONS_REASONING = /reasoning[_\s-]?content/i;
+/** Says it is missing or required, not e.g. "unsupported": a retry cannot help the latter. */
+const SAYS_MISSING = /pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)/i;
+
+export function isReasoningRejection(status: number, body: Buffer): boolean {
+  try {
+    if (status !== 400) return false;
+    const text = body.subarray(0, MAX_INSPECTED_BYTES).toString('utf8').trim();
+    for (const payload of payloads(text)) {
+      // Joined: MiMo puts "Param Incorrect" in message and the sentence in param.
+      const said = errorTexts(payload).join(' ');
+      if (MENTIONS_REASONING.test(said) && SAYS_MISSING.test(said)) return true;
+    }
+    return false;
+  } catch {
+    return false;
+  }
+}
+
+/** The JSON values in a body: the whole body, or each SSE `data:` line. */
+function payloads(text: string): unknown[] {
+  const whole = parse(text);
+  if (whole !== undefined) return [whole];
+  const found: unknown[] = [];
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (!line.startsWith('data:')) continue;
+    const data = line.slice(5).trim();
+    if (data === '' || data === '[DONE]') continue;
+    const value = parse(data);
+    if (value !== undefined) found.push(value);
+  }
+  return found;
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The human-readable strings of an error payload: `error` (object or string), or a top-level message. */
+function errorTexts(payload: unknown): string[] {
+  if (Array.isArray(payload)) return payload.slice(0, 8).flatMap(errorTexts);
+  if (typeof payload !== 'object' || payload === null) return [];
+  const record = payload as Record<string, unknown>;
+  const texts: string[] = [];
+  const error = record['error'];
+  if (typeof error === 'string') texts.push(error);
+  else if (typeof error === 'object' && error !== null) {
+    const inner = error as Record<string, unknown>;
+    for (const field of ['message', 'param', 'detail', 'type', 'code']) {
+      const value = inner[field];
+      if (typeof value === 'string') texts.push(value);
+    }
+  }
+  for (const field of ['message', 'detail']) {
+    const value = record[field];
+    if (typeof value === 'string') texts.push(value);
+  }
+  return texts;
+}
