@@ -35,9 +35,14 @@ export interface ReasoningServiceOptions {
   agents: { http: http.Agent; https: https.Agent };
 }
 
-/** The ladder: the configured strategy first; on MiMo's reasoning 400, once more with the next stronger one. */
+/**
+ * The ladder: the configured strategy first; on MiMo's reasoning 400, once more with the next
+ * stronger one: flatten every tool exchange still lacking reasoning found by its own ids
+ * (a fingerprint hit may be another turn's identical call), and after `flatten` also give
+ * plain turns a placeholder (whether MiMo needs them there is unknown).
+ */
 export function retryPolicy(first: Degrade): RewritePolicy {
-  return first === 'placeholder' ? { degrade: 'flatten', plainTurns: false } : { degrade: 'flatten', plainTurns: true };
+  return { degrade: 'flatten', plainTurns: first === 'flatten', fingerprintFallback: false };
 }
 
 export class ReasoningService {
