@@ -1,0 +1,105 @@
+/**
+ * `mimo-proxy ca`: the CA's path (default), its PEM, or installing it in the
+ * OS trust store (mkcert-style: prints each command first, safe to re-run).
+ * The CA is created if missing.
+ */
+import { execFileSync } from 'node:child_process';
+import { loadOrCreateCa } from '../ca/index.js';
+import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
+import { MimoProxyError } from '../errors.js';
+import { formatCommand, gatherTrustFacts, planTrust, type TrustAction, type TrustFacts, type TrustPlan } from '../truststore.js';
+import type { CommandIo } from './env.js';
+
+const CA_WHERE = { certs: OPTIONS.certs!, hosts: OPTIONS.hosts! };
+const CA_OPTIONS = {
+  ...CA_WHERE,
+  path: { kind: 'bool' as const, help: 'print the path of ca.pem (the default)' },
+  pem: { kind: 'bool' as const, help: 'print the CA certificate (PEM)' },
+  install: { kind: 'bool' as const, help: 'add the CA to the OS trust store (and NSS)' },
+  uninstall: { kind: 'bool' as const, help: 'remove it again' },
+  'dry-run': { kind: 'bool' as const, help: 'with --install/--uninstall: print the commands, run nothing' },
+};
+
+type CaAction = 'path' | 'pem' | TrustAction;
+const ACTIONS: readonly CaAction[] = ['path', 'pem', 'install', 'uninstall'];
+
+export const CA_USAGE = 'mimo-proxy ca [--path | --pem | --install | --uninstall] [--dry-run] [--certs DIR]';
+
+function pickAction(options: Record<string, unknown>, rest: readonly string[]): CaAction {
+  const chosen = ACTIONS.filter((a) => options[a] === true);
+  for (const word of rest) {
+    if (!(ACTIONS as readonly string[]).includes(word)) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(word)}`, `run ${CA_USAGE}`);
+    chosen.push(word as CaAction);
+  }
+  const unique = [...new Set(chosen)];
+  if (unique.length > 1) throw new MimoProxyError('BAD_ARGUMENT', `choose one of --${unique.join(', --')}`, `run ${CA_USAGE}`);
+  return unique[0] ?? 'path';
+}
+
+export async function caCommand(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { options, rest } = parseArgs(argv, CA_OPTIONS);
+  const action = pickAction(options, rest);
+  const { path: _p, pem: _m, install: _i, uninstall: _u, 'dry-run': dryRun, ...where } = options;
+  const config = resolveConfig(withEnvironment(where, io.env, CA_WHERE));
+  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
+  const expiry = ca.expiryWarning();
+  if (expiry) io.stderr(`mimo-proxy: warning: ${expiry}\n`);
+
+  if (action === 'path') {
+    io.stdout(`${ca.caCertPath}\n`);
+    return 0;
+  }
+  if (action === 'pem') {
+    io.stdout(ca.caPem.endsWith('\n') ? ca.caPem : `${ca.caPem}\n`);
+    return 0;
+  }
+  const facts = gatherTrustFacts(ca.caCertPath, ca.caPem, io.env);
+  const plan = planTrust(action, facts);
+  return carryOut(action, plan, facts, dryRun === true, io, `${ca.caCertPath} (SHA-256 ${ca.fingerprint256}, expires ${ca.notAfter.toISOString().slice(0, 10)})`);
+}
+
+/** Runs the plan's commands, printing each first; privileged ones are printed for sudo when we are not root. */
+export function carryOut(action: TrustAction, plan: TrustPlan, facts: TrustFacts, dryRun: boolean, io: CommandIo, what: string): number {
+  const say = (line: string): void => io.stdout(`${line}\n`);
+  say(`${action === 'install' ? 'Installing' : 'Uninstalling'} the mimo-proxy CA ${what}`);
+  for (const note of plan.notes) say(`  ${note}`);
+  if (plan.unsupported) say(`  cannot: ${plan.unsupported}`);
+
+  const forUser: string[] = [];
+  let failed = false;
+  let skipStore: string | undefined;
+  for (const step of plan.steps) {
+    if (step.store === skipStore) continue;
+    const command = formatCommand(step.argv, facts.platform);
+    const needsSudo = step.privileged && facts.isRoot === false;
+    if (dryRun) {
+      say(`  would run: ${needsSudo ? 'sudo ' : ''}${command}`);
+      continue;
+    }
+    if (needsSudo) {
+      forUser.push(`sudo ${command}`);
+      continue;
+    }
+    say(`  $ ${command}`);
+    try {
+      execFileSync(step.argv[0] as string, step.argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
+    } catch (err) {
+      failed = true;
+      skipStore = step.store;
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${step.argv[0]} is not installed` : `it failed (${(err as Error).message.split('\n')[0]})`;
+      const fix = facts.platform === 'win32' && step.privileged ? 'run this again in a terminal opened with "Run as administrator"' : `run it by hand: ${command}`;
+      io.stderr(`ERROR: could not update the ${step.store === 'nss' ? 'NSS database' : 'system trust store'}: ${why}. Fix: ${fix}\n`);
+    }
+  }
+  if (dryRun) return 0;
+  if (forUser.length > 0) {
+    say(`\nThe system trust store needs root. Run:\n${forUser.map((c) => `  ${c}`).join('\n')}`);
+    return 1;
+  }
+  if (failed || plan.unsupported) return 1;
+  if (plan.steps.length > 0) {
+    say(action === 'install' ? 'Done: the CA is trusted by the OS store (restart the editor or browser to pick it up).' : 'Done: the CA is no longer trusted by the OS store.');
+    if (action === 'install') say('Command-line clients read variables instead: eval "$(npx mimo-proxy env)", or npx mimo-proxy run -- CMD');
+  }
+  return 0;
+}

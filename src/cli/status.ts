@@ -1,0 +1,126 @@
+/**
+ * `mimo-proxy status`: ask the proxy on a port what it is doing. Also the
+ * probe `env` and `run` use to tell "a mimo-proxy", "nothing" and "something
+ * else" apart.
+ */
+import http from 'node:http';
+import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
+import { formatHostPort } from '../connect-target.js';
+import { MimoProxyError } from '../errors.js';
+import type { StatusReport } from '../local.js';
+import type { CommandIo } from './env.js';
+
+/** A local proxy answers in milliseconds; this only bounds a wedged one. */
+export const PROBE_TIMEOUT_MS = 2000;
+/** The status JSON is a few KB; more than this is not ours. */
+const MAX_STATUS_BYTES = 1024 * 1024;
+
+export type Probe =
+  | { kind: 'mimo-proxy'; report: StatusReport }
+  | { kind: 'nothing'; reason: string }
+  | { kind: 'other'; detail: string };
+
+/** The address a client uses to reach a proxy listening on host: a wildcard listener is reached on loopback. */
+export function clientHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}
+
+/** GET / with Accept: application/json, straight to host:port (never through a proxy). */
+export function probeProxy(host: string, port: number, timeoutMs: number = PROBE_TIMEOUT_MS): Promise<Probe> {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path: '/', headers: { accept: 'application/json' }, timeout: timeoutMs, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_STATUS_BYTES) {
+          res.destroy();
+          resolve({ kind: 'other', detail: `it answered HTTP ${res.statusCode} with more than ${MAX_STATUS_BYTES} bytes` });
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('error', () => resolve({ kind: 'other', detail: 'it closed the connection mid-answer' }));
+      res.on('end', () => {
+        const type = String(res.headers['content-type'] ?? 'no content-type');
+        let report: unknown;
+        try {
+          report = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          report = undefined;
+        }
+        if (res.statusCode === 200 && (report as StatusReport | undefined)?.name === 'mimo-proxy') {
+          resolve({ kind: 'mimo-proxy', report: report as StatusReport });
+        } else {
+          const server = res.headers.server ? `, server: ${String(res.headers.server)}` : '';
+          resolve({ kind: 'other', detail: `it answered HTTP ${res.statusCode} (${type}${server})` });
+        }
+      });
+    });
+    req.on('timeout', () => {
+      req.destroy();
+      resolve({ kind: 'other', detail: `it accepted the connection but did not answer within ${timeoutMs} ms` });
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED' || err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') resolve({ kind: 'nothing', reason: err.code });
+      else resolve({ kind: 'other', detail: `the connection failed (${err.code ?? err.message})` });
+    });
+  });
+}
+
+function duration(seconds: number): string {
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.floor(seconds % 60);
+  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : '', `${s}s`].filter(Boolean).slice(0, 3).join(' ');
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+/** The report as a few aligned lines. */
+export function formatStatus(report: StatusReport): string {
+  const row = (label: string, value: string): string => `  ${label.padEnd(14)} ${value}\n`;
+  const cache = report.cache;
+  const num = (key: string): number => (typeof cache[key] === 'number' ? (cache[key] as number) : 0);
+  let out = `mimo-proxy ${report.version}, up ${duration(report.uptimeSeconds)}\n`;
+  out += row('listening', report.listen);
+  out += row('intercepting', `${report.domains.join(', ')} and subdomains`);
+  out += row('direct mode', `${report.upstream} (degrade: ${report.degrade})`);
+  out += row('CA', report.ca.path);
+  out += row('CA SHA-256', report.ca.fingerprint256);
+  out += row('CA expires', report.ca.notAfter.slice(0, 10) + (report.ca.warning ? `  WARNING: ${report.ca.warning}` : ''));
+  out += row('cache', `${num('entries')} entries, ${bytes(num('bytes'))}; ${num('hits')} hits, ${num('misses')} misses${cache.persisted === true ? `; on disk ${num('storeEntries')} entries, ${bytes(num('storeBytes'))}` : ', memory only'}`);
+  const counters = Object.entries(report.counters).filter(([, v]) => v !== 0);
+  out += row('counters', counters.length === 0 ? 'all zero' : counters.map(([k, v]) => `${k}=${v}`).join(' '));
+  return out;
+}
+
+const STATUS_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port! };
+
+export async function statusCommand(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { options, rest } = parseArgs(argv, STATUS_OPTIONS);
+  if (rest.length > 0) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(rest[0])}`, 'run mimo-proxy status [--port P] [--host H]');
+  const config = resolveConfig(withEnvironment(options, io.env, STATUS_OPTIONS));
+  const host = clientHost(config.host);
+  const where = formatHostPort(host, config.port);
+  const probe = await probeProxy(host, config.port);
+  switch (probe.kind) {
+    case 'mimo-proxy':
+      io.stdout(formatStatus(probe.report));
+      return 0;
+    case 'nothing':
+      io.stderr(`no mimo-proxy is running on ${where}. Start one: npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`}\n`);
+      return 1;
+    case 'other':
+      io.stderr(`something else is listening on ${where}: ${probe.detail}; it is not a mimo-proxy. Fix: start mimo-proxy on another port (--port)\n`);
+      return 1;
+  }
+}
