@@ -117,6 +117,40 @@ describe('the intercepting proxy', () => {
     strict.destroy();
   });
 
+  it('forwards plain-HTTP proxy requests to other hosts untouched', async () => {
+    let seen: { url?: string; headers?: http.IncomingHttpHeaders; body?: string } = {};
+    const plainServer = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        seen = { url: req.url, headers: req.headers, body };
+        res.writeHead(201, { 'x-upstream': 'plain' });
+        res.end('plain ok');
+      });
+    });
+    await new Promise<void>((r) => plainServer.listen(0, '127.0.0.1', r));
+    const { port } = plainServer.address() as net.AddressInfo;
+    try {
+      const res = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: h.proxy.port, method: 'PUT', path: `http://127.0.0.1:${port}/a/b?c=d`, headers: { host: `127.0.0.1:${port}`, 'x-keep': '1' } }, (r) => {
+          let text = '';
+          r.on('data', (d: Buffer) => (text += d.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, text }));
+        });
+        req.on('error', reject);
+        req.end('payload');
+      });
+      expect(res.status).toBe(201);
+      expect(res.headers['x-upstream']).toBe('plain');
+      expect(res.text).toBe('plain ok');
+      expect(seen.url).toBe('/a/b?c=d');
+      expect(seen.headers?.['x-keep']).toBe('1');
+      expect(seen.body).toBe('payload');
+    } finally {
+      plainServer.close();
+    }
+  });
+
   it('serves /health, a status page (HTML and JSON) and /ca.pem itself', async () => {
     const plain = new http.Agent();
     const base = h.proxy.url;

@@ -1,0 +1,110 @@
+/**
+ * `mimo-proxy start` as a user runs it: the compiled CLI in its own process.
+ * Bad setups end with one clear line (what failed and the fix), never a stack trace.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/harness.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI; `until` ends it early (SIGTERM) once stdout matches. Bounded by `ms`. */
+function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.ms ?? 15_000);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (options.until?.test(stdout)) child.kill('SIGTERM');
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('mimo-proxy start', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir('start');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints where it listens, the CA and how to activate a shell, and stops cleanly on SIGTERM', async () => {
+    const run = await cli(['start', '--port', '0', '--certs', path.join(dir, 'ok'), '--no-persist'], { until: /Stop: Ctrl-C/ });
+    expect(run.stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    expect(run.stdout).toContain(path.join(dir, 'ok', 'ca.pem'));
+    expect(run.stdout).toMatch(/CA SHA-256: +([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+    expect(run.stdout).toContain('eval "$(npx mimo-proxy env');
+    expect(run.code).toBe(0);
+  });
+
+  it('reads options from MIMO_PROXY_* variables', async () => {
+    const run = await cli(['start'], { until: /Stop: Ctrl-C/, env: { MIMO_PROXY_PORT: '0', MIMO_PROXY_CERTS: path.join(dir, 'env'), MIMO_PROXY_NO_PERSIST: '1', MIMO_PROXY_HOSTS: 'xiaomimimo.com,example.org' } });
+    expect(run.stdout).toContain('intercepting xiaomimimo.com, example.org');
+    expect(run.code).toBe(0);
+  });
+
+  it('refuses a bad option with one line naming it and the fix', async () => {
+    const run = await cli(['start', '--port', 'eighty']);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/^ERROR: --port "eighty" is not valid\. Fix: /);
+  });
+
+  it('says so clearly when the certs folder cannot be written', async () => {
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const run = await cli(['start', '--port', '0', '--certs', path.join(file, 'certs')]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^ERROR: .*Fix: pass --certs DIR/m);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('says so clearly when ca.pem is corrupt, and leaves it alone', async () => {
+    const certs = path.join(dir, 'corrupt');
+    mkdirSync(certs, { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(certs, 'ca.pem'), 'garbage');
+    writeFileSync(path.join(certs, 'ca-key.pem'), 'garbage', { mode: 0o600 });
+    const run = await cli(['start', '--port', '0', '--certs', certs]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^ERROR: .*ca\.pem.*Fix: /m);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('says so clearly when the port is already in use', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const run = await cli(['start', '--port', String(port), '--certs', path.join(dir, 'busy'), '--no-persist']);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(new RegExp(`^ERROR: 127\\.0\\.0\\.1:${port} is already in use\\. Fix: pass --port`, 'm'));
+    } finally {
+      server.close();
+    }
+  });
+
+  it('prints usage with examples for a bare invocation and --help, and the version', async () => {
+    const bare = await cli([]);
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).toMatch(/Usage:/);
+    expect(bare.stdout).toMatch(/Examples:/);
+    const version = await cli(['--version']);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
