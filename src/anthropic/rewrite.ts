@@ -1,0 +1,172 @@
+/**
+ * The request side of the Anthropic surface (`POST /anthropic/v1/messages`):
+ * puts remembered thinking blocks back into assistant turns that have
+ * tool_use blocks but no thinking, and degrades (degrade.ts) those whose
+ * thinking is not remembered, so MiMo does not answer its 400 "The
+ * reasoning_content in the thinking mode must be passed back". The
+ * counterpart of ../rewrite.ts, with the same policy and outcome types.
+ *
+ * A turn counts as having thinking when it has a thinking block with
+ * non-whitespace text (or a non-empty redacted_thinking block): such a turn
+ * is never touched, and is reported in `learned`. A text block is not
+ * thinking, even when it holds the thinking: some clients send MiMo's
+ * unsigned thinking back as a `text` block before the tool_use, which MiMo
+ * rejects; when a text block before the first tool_use equals a remembered
+ * thinking text, it is that thinking demoted, and it is restored (the text
+ * copy goes, the thinking block comes back).
+ *
+ * Put back = the remembered blocks become the turn's first blocks, with their
+ * signatures ('' when MiMo gave none); empty thinking blocks the client left
+ * there are dropped. Turns whose content is a string have no tool_use and are
+ * left alone, unless `plainTurns` asks for every assistant turn.
+ *
+ * No change -> the very Buffer it was given. Pure, and never throws.
+ */
+import { isUtf8 } from 'node:buffer';
+import { isRecord, type Learned } from '../chat/types.js';
+import { thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../rewrite.js';
+import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
+import { anthropicFingerprintKey, anthropicMessageKeys, identifiableTurn, toolUseKeys } from './fingerprint.js';
+import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';
+
+export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+  try {
+    return rewrite(body, lookup, policy);
+  } catch {
+    return { kind: 'skipped', reason: 'internal-error' };
+  }
+}
+
+function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+  // Invalid UTF-8 would come back altered from a re-serialisation: leave such a body alone.
+  if (!isUtf8(body)) return { kind: 'skipped', reason: 'invalid-json' };
+  let request: unknown;
+  try {
+    request = JSON.parse(body.toString('utf8'));
+  } catch {
+    return { kind: 'skipped', reason: 'invalid-json' };
+  }
+  if (!isRecord(request)) return { kind: 'skipped', reason: 'not-an-object' };
+  const messages = request['messages'];
+  if (!Array.isArray(messages)) return { kind: 'skipped', reason: 'no-messages' };
+
+  const disabled = thinkingDisabled(request);
+  const plainTurns = policy.plainTurns === true;
+  const fallback = policy.fingerprintFallback !== false;
+  const changes: RewriteChanges = { injected: 0, placeholders: 0, flattened: 0, missing: 0 };
+  const learned: Learned[] = [];
+  /** User turns appended after a flattened turn that had no user turn after it: index -> turn. */
+  const appended = new Map<number, Record<string, unknown>>();
+  let step = 0;
+
+  for (let i = 0; i < messages.length; i++) {
+    const message: unknown = messages[i];
+    if (!isRecord(message) || message['role'] !== 'assistant') continue;
+    step++;
+    const original = message['content'];
+    let content: unknown[];
+    if (Array.isArray(original)) content = original;
+    else if (plainTurns && typeof original === 'string' && original.trim() !== '') content = [{ type: 'text', text: original }];
+    else continue;
+
+    if (hasOwnThinking(content)) {
+      if (identifiableTurn(message)) learned.push({ keys: anthropicMessageKeys(message), reasoning: encodeThinking(thinkingBlocksOf(content)) });
+      continue;
+    }
+
+    const found = find(content, lookup, fallback);
+    if (found !== undefined) {
+      message['content'] = restore(content, found);
+      changes.injected++;
+      continue;
+    }
+
+    const toolUses = content.filter(isToolUse);
+    if (toolUses.length === 0 && !plainTurns) continue;
+    changes.missing++;
+    if (disabled) continue;
+    if (toolUses.length === 0) {
+      message['content'] = [thinkingBlock(plainPlaceholder(step)), ...withoutEmptyThinking(content)];
+      changes.placeholders++;
+    } else if (policy.degrade === 'placeholder') {
+      message['content'] = [thinkingBlock(toolUsePlaceholder(step, toolUses)), ...withoutEmptyThinking(content)];
+      changes.placeholders++;
+    } else {
+      const flat = flattenToolUse(messages, i, step, plainTurns);
+      message['content'] = flat.assistant;
+      for (const [index, blocks] of flat.users) {
+        const user = messages[index];
+        if (isRecord(user)) user['content'] = blocks;
+      }
+      if (flat.trailing) appended.set(i, flat.trailing);
+      changes.flattened++;
+    }
+  }
+
+  if (changes.injected + changes.placeholders + changes.flattened === 0) {
+    return { kind: 'unchanged', body, learned, changes };
+  }
+  if (appended.size > 0) {
+    const next: unknown[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      next.push(messages[i]);
+      const extra = appended.get(i);
+      if (extra) next.push(extra);
+    }
+    request['messages'] = next;
+  }
+  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, changes };
+}
+
+/**
+ * The remembered thinking of a turn: by tool_use id first, then (hashing only
+ * now) by fingerprint, then by the fingerprint of the turn without its first
+ * text block before the tool_use, in case that block is the thinking demoted
+ * (accepted only when the block's text is the thinking found).
+ */
+function find(content: unknown[], lookup: ReasoningLookup, fallback: boolean): ThinkingBlock[] | undefined {
+  const turn = { content };
+  if (!identifiableTurn(turn)) return undefined;
+  const ids = toolUseKeys(turn);
+  if (ids.length > 0) {
+    const byId = safeLookup(lookup, ids);
+    if (byId !== undefined || !fallback) return byId;
+  }
+  const byFingerprint = safeLookup(lookup, [anthropicFingerprintKey(turn)]);
+  if (byFingerprint !== undefined) return byFingerprint;
+  const candidate = content.findIndex((block) => isToolUse(block) || (textOf(block) ?? '').trim() !== '');
+  const demoted = candidate < 0 ? undefined : textOf(content[candidate]);
+  if (demoted === undefined || !content.some(isToolUse)) return undefined;
+  const rest = { content: content.filter((_, i) => i !== candidate) };
+  if (!identifiableTurn(rest)) return undefined;
+  const found = safeLookup(lookup, [anthropicFingerprintKey(rest)]);
+  return found !== undefined && thinkingTexts(found).has(demoted.trim()) ? found : undefined;
+}
+
+/** The turn's content with the remembered blocks first, and no demoted copy or empty thinking left. */
+function restore(content: readonly unknown[], found: readonly ThinkingBlock[]): unknown[] {
+  const texts = thinkingTexts(found);
+  const firstToolUse = content.findIndex(isToolUse);
+  const rest = content.filter((block, at) => {
+    if (isEmptyThinking(block)) return false;
+    const text = textOf(block);
+    // Only a copy before the first tool_use is the demoted thinking; a plain turn's text is its own.
+    return text === undefined || firstToolUse < 0 || at > firstToolUse || !texts.has(text.trim());
+  });
+  return [...found.map((block) => ({ ...block })), ...rest];
+}
+
+function thinkingTexts(blocks: readonly ThinkingBlock[]): Set<string> {
+  const texts = new Set<string>();
+  for (const block of blocks) if (block.type === 'thinking') texts.add(block.thinking.trim());
+  return texts;
+}
+
+function safeLookup(lookup: ReasoningLookup, keys: readonly string[]): ThinkingBlock[] | undefined {
+  try {
+    const value = lookup(keys);
+    return typeof value === 'string' ? decodeThinking(value) : undefined;
+  } catch {
+    return undefined;
+  }
+}
