@@ -4,8 +4,9 @@
  *   GET /         status: HTML for a browser, JSON for Accept: application/json
  *   GET /ca.pem   the CA certificate, to install on another device
  * and direct mode, for clients whose base URL can be edited: chat
- * completions and models under / or /v1 go to --upstream, through the same
- * hooks as intercepted traffic.
+ * completions and models under / or /v1 go to --upstream, and Anthropic
+ * messages under /anthropic to the upstream host's /anthropic base, through
+ * the same hooks as intercepted traffic.
  */
 import type http from 'node:http';
 import { sendJsonError } from './http-error.js';
@@ -28,6 +29,11 @@ export function directPath(method: string | undefined, url: string, upstream: UR
   const q = url.indexOf('?');
   const pathname = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
+  if (/^\/anthropic\/v1\/messages\/?$/.test(pathname)) {
+    // The Anthropic base sits beside the OpenAI one: https://<host>/anthropic next to https://<host>/v1.
+    if (method !== 'POST') return undefined;
+    return upstream.pathname.replace(/\/+$/, '').replace(/\/v1$/, '') + '/anthropic/v1/messages' + query;
+  }
   const m = /^(?:\/v1)?(\/chat\/completions|\/models(?:\/[A-Za-z0-9._:-]+)?)\/?$/.exec(pathname);
   if (!m) return undefined;
   const suffix = m[1] as string;

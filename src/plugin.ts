@@ -5,8 +5,8 @@
  *  - onRequest: only requests we routed (intercepted or direct mode) get
  *    per-request hooks: upstream address (--connect-to), verified TLS name,
  *    idle timeout, abort on client hang-up, backpressure, and, for chat
- *    completions, the reasoning exchange (reasoning.ts). Other traffic gets
- *    no hooks at all.
+ *    completions and Anthropic messages, the reasoning exchange (reasoning.ts,
+ *    surface.ts). Other traffic gets no hooks at all.
  *  - onError: one place that turns failures into JSON answers.
  */
 import type http from 'node:http';
@@ -21,7 +21,8 @@ import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError }
 import { isOurHost } from './hosts.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from './log.js';
-import type { ReasoningService, ChatExchange } from './reasoning.js';
+import type { ReasoningService, Exchange } from './reasoning.js';
+import { surfaceFor } from './surface.js';
 import type { Counters } from './stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
 
@@ -36,7 +37,7 @@ interface RequestState {
   route: Route;
   target: string;
   aborted: boolean;
-  exchange: ChatExchange | undefined;
+  exchange: Exchange | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
 }
@@ -48,9 +49,6 @@ export interface PluginDeps {
   interceptor: Interceptor;
   reasoning: ReasoningService;
 }
-
-/** Chat completions, on any base path (`/v1/chat/completions`, `/chat/completions`, `/x/v1/chat/completions`). */
-const CHAT_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
 
 export function createPlugin(deps: PluginDeps) {
   const { config, log, counters, interceptor, reasoning } = deps;
@@ -111,12 +109,12 @@ export function createPlugin(deps: PluginDeps) {
     options.port = dest.port;
     Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
 
-    const isChat = ctx.clientToProxyRequest.method === 'POST' && CHAT_PATH.test(options.path);
+    const surface = surfaceFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
       route,
       target: formatHostPort(route.host, route.port),
       aborted: false,
-      exchange: isChat ? reasoning.exchange(ctx.clientToProxyRequest.headers) : undefined,
+      exchange: surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface) : undefined,
       upstream: undefined,
     };
     states.set(ctx, state);

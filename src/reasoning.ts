@@ -1,12 +1,12 @@
 /**
- * One chat-completions exchange through the proxy, from the reasoning
- * plugin's side:
- *   request body  -> buffered up to --max-body, rewritten (rewrite.ts) with
+ * One exchange on a reasoning surface (chat completions, or the Anthropic
+ * messages endpoint: surface.ts) through the proxy, from the plugin's side:
+ *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
  *   400 reasoning -> retried once with the next stronger strategy, before the
  *                    client sees anything;
- *   response      -> tapped read-only (tap/sse.ts, tap/json.ts); on a complete
- *                    200 answer every assistant message's reasoning is learned.
+ *   response      -> tapped read-only by the surface's SSE or JSON fold; on a
+ *                    complete 200 answer every assistant turn's reasoning is learned.
  * Never throws into live traffic: anything it cannot improve goes upstream as
  * the client sent it.
  */
@@ -17,10 +17,10 @@ import type { Degrade, ProxyConfig } from './config.js';
 import type { ReasoningCache } from './cache.js';
 import type { Logger } from './log.js';
 import { credentialScope } from './scope.js';
-import { rewriteChatRequest, type RewriteOutcome, type RewritePolicy } from './rewrite.js';
+import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from './stats.js';
-import { createJsonTap } from './tap/json.js';
-import { createSseTap, type ResponseTap } from './tap/sse.js';
+import type { ResponseTap } from './tap/fold.js';
+import type { Surface } from './surface.js';
 import { isReasoningRejection } from './upstream-error.js';
 import type { Learned } from './chat/types.js';
 
@@ -48,8 +48,10 @@ export function retryPolicy(first: Degrade): RewritePolicy {
 export class ReasoningService {
   constructor(private readonly options: ReasoningServiceOptions) {}
 
-  exchange(headers: http.IncomingHttpHeaders): ChatExchange {
-    return new ChatExchange(this.options, credentialScope(headers));
+  /** Entries are scoped by credential and by surface: the two formats never feed each other. */
+  exchange(headers: http.IncomingHttpHeaders, surface: Surface): Exchange {
+    const scope = credentialScope(headers);
+    return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`);
   }
 
   request(isSSL: boolean, options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void): http.ClientRequest {
@@ -57,7 +59,7 @@ export class ReasoningService {
   }
 }
 
-export class ChatExchange {
+export class Exchange {
   private chunks: Buffer[] = [];
   private size = 0;
   private buffering = true;
@@ -68,6 +70,7 @@ export class ChatExchange {
 
   constructor(
     private readonly options: ReasoningServiceOptions,
+    private readonly surface: Surface,
     private readonly scope: string,
   ) {}
 
@@ -96,20 +99,20 @@ export class ChatExchange {
     const outcome = this.rewrite(original, { degrade: this.options.config.degrade });
     if (outcome.kind === 'skipped') {
       this.options.counters.skippedBodies++;
-      this.options.log.debug('chat request not rewritten', { reason: outcome.reason });
+      this.options.log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
       this.original = undefined;
       return original;
     }
     this.learn(outcome.learned);
     this.firstBody = outcome.body;
-    if (outcome.kind === 'rewritten') this.report('rewrote chat request', outcome);
+    if (outcome.kind === 'rewritten') this.report('rewrote request', outcome);
     return outcome.body;
   }
 
   private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {
     const { cache, counters } = this.options;
     try {
-      return rewriteChatRequest(body, (keys) => cache.lookup(this.scope, keys), policy);
+      return this.surface.rewrite(body, (keys) => cache.lookup(this.scope, keys), policy);
     } catch (err) {
       // rewrite.ts promises not to throw; if it ever does, the original goes upstream.
       counters.skippedBodies++;
@@ -125,7 +128,7 @@ export class ChatExchange {
     counters.injected += c.injected;
     counters.placeholders += c.placeholders;
     counters.flattened += c.flattened;
-    log.info(message, { injected: c.injected, placeholders: c.placeholders, flattened: c.flattened, missing: c.missing });
+    log.info(message, { surface: this.surface.name, injected: c.injected, placeholders: c.placeholders, flattened: c.flattened, missing: c.missing });
   }
 
   private learn(learned: readonly Learned[]): void {
@@ -164,8 +167,8 @@ export class ChatExchange {
       const type = String(final.headers['content-type'] ?? '');
       const encoding = String(final.headers['content-encoding'] ?? 'identity');
       if (encoding === 'identity') {
-        if (type.includes('text/event-stream')) this.tap = createSseTap();
-        else if (type.includes('json')) this.tap = createJsonTap({ maxBytes: this.options.config.maxBodyBytes });
+        if (type.includes('text/event-stream')) this.tap = this.surface.sseTap();
+        else if (type.includes('json')) this.tap = this.surface.jsonTap(this.options.config.maxBodyBytes);
       }
     }
     return final;

@@ -340,7 +340,7 @@ describe('real clients configured only by `mimo-proxy env`', () => {
 
   it('the proxy log (debug level) carries neither the API keys used nor any message text', () => {
     expect(keys.length).toBeGreaterThanOrEqual(4);
-    expect(proxyLog).toContain('rewrote chat request');
+    expect(proxyLog).toContain('rewrote request surface=chat');
     for (const k of keys) expect(proxyLog).not.toContain(k);
     for (const word of ['北京', '天气', '晴', 'Beijing']) expect(proxyLog).not.toContain(word);
   });

@@ -142,7 +142,7 @@ describe('persistence', () => {
       expect(health.counters.rewrittenRequests).toBe(2);
       expect(health.cache.hits).toBeGreaterThanOrEqual(3);
       expect(health.cache.entries).toBeGreaterThan(0);
-      const rewriteLines = h.logLines.filter((l) => l.includes('rewrote chat request'));
+      const rewriteLines = h.logLines.filter((l) => l.includes('rewrote request surface=chat'));
       expect(rewriteLines).toHaveLength(2);
       expect(h.logLines.join('')).not.toMatch(/sk-count|北京|晴/);
     } finally {
