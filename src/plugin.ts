@@ -135,6 +135,16 @@ export function createPlugin(deps: PluginDeps) {
     ctx.onRequestData((ctx, chunk, cb) => {
       if (ctx.proxyToServerRequest && state.upstream !== ctx.proxyToServerRequest) armTimeout(state, ctx.proxyToServerRequest);
       cb(null, exchange ? exchange.requestData(chunk) : chunk);
+      // Backpressure on the request side too (the library's request filter ignores it): the
+      // chunk was just written upstream (the final filter writes inside cb); while upstream's
+      // buffer is full, stop reading the client, or a slow upstream makes the proxy hold the
+      // whole body (hardening test: 100 MB body, slow upstream, rss grew by ~190 MB).
+      const upstream = ctx.proxyToServerRequest;
+      const client = ctx.clientToProxyRequest;
+      if (upstream && upstream.writableNeedDrain && !client.isPaused()) {
+        client.pause();
+        upstream.once('drain', () => client.resume());
+      }
     });
     ctx.onRequestEnd((ctx, cb) => {
       const request = ctx.proxyToServerRequest;
@@ -230,6 +240,13 @@ export function createPlugin(deps: PluginDeps) {
       res.destroy();
       return;
     }
+    if (res.writableEnded) {
+      // One upstream failure often reports twice (the request's error, then the response's
+      // 'aborted'); the first already answered (JSON error or final SSE error event). Destroying
+      // now would cut that answer before it is flushed (hardening test: stalled stream, --timeout).
+      log.debug('upstream error after the answer ended', { kind });
+      return;
+    }
     counters.upstreamErrors++;
     const target = state?.target ?? ctx.proxyToServerRequestOptions?.host ?? 'upstream';
     const { status, message } = describeUpstreamError(err as NodeJS.ErrnoException, target);
@@ -237,7 +254,10 @@ export function createPlugin(deps: PluginDeps) {
     state?.exchange?.abort();
     if (!res.headersSent) {
       sendJsonError(res, status, message);
-    } else if (/text\/event-stream/.test(String(res.getHeader('content-type') ?? '')) && !res.writableEnded) {
+    } else if (/text\/event-stream/.test(String(res.getHeader('content-type') ?? ctx.serverToProxyResponse?.headers['content-type'] ?? '')) && !res.writableEnded) {
+      // (The library sends headers with writeHead(status, object), which getHeader() does not
+      // see, so the upstream's content-type is read too; without it this branch never ran and
+      // every mid-stream failure cut the connection instead: hardening test, reset mid-stream.)
       // Mid-stream: end the stream with an error event the client's SSE parser reports.
       res.end(`data: ${errorBody(message)}\n\n`);
     } else {
