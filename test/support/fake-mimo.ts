@@ -10,10 +10,11 @@
  * Every reasoning it produces is unique (a random id in it), so a test can
  * tell whether what came back is what was produced for that very turn.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { handleAnthropic, type FakeAnthropicState } from './fake-anthropic.js';
 import { makeTestCa, type TestCa } from './pki.js';
 
 export interface FakeMimoOptions {
@@ -35,6 +36,33 @@ export interface FakeMimoOptions {
   record?: boolean;
   /** called just before each SSE event is written, with its index and performance.now() */
   onEvent?: (index: number, at: number) => void;
+
+  // Fault modes (hardening tests). All off by default.
+  /** Chat completions are answered with this status (and statusBody, statusHeaders) instead of the script. */
+  status?: number;
+  /** Body sent with `status` (default: a JSON error naming the status). */
+  statusBody?: string;
+  /** Extra headers sent with `status` (e.g. retry-after for a 429). */
+  statusHeaders?: Record<string, string>;
+  /** Streamed answers: the connection is torn down (TCP reset where possible) after this many events. */
+  resetAfterEvents?: number;
+  /** Streamed answers: nothing more is written after this many events (0: not even the headers) until the client goes away or close(). */
+  stallAfterEvents?: number;
+  /** Streamed answers: lines that are not valid chat SSE (comments, junk fields, non-JSON data, bare CR, invalid UTF-8) between events. */
+  invalidSseLines?: boolean;
+  /** Streamed answers: one content event of about this many bytes (a single line) before the finish. */
+  hugeLineBytes?: number;
+  /** Streamed answers: filler content events totalling about this many bytes before the finish, written as fast as the socket drains them (write() false -> wait for 'drain'). */
+  padBytes?: number;
+  /** Bodies are hashed as they arrive, not kept (no size cap); chat completions answer 200 {"bytes","sha256"}. */
+  digestBodies?: boolean;
+  /** With digestBodies: pause reading the body this long after every 256 KiB (an upstream slower than the client). */
+  slowBodyMs?: number;
+  /**
+   * Long runs: keep no requests or echoes, only count them (exactEchoes/inexactEchoes); keep produced
+   * reasoning only while its conversation runs (forgotten once the final answer is given).
+   */
+  countOnly?: boolean;
 }
 
 export interface RecordedRequest {
@@ -48,6 +76,17 @@ export interface RecordedRequest {
   json?: any;
   /** The status answered (0 until the answer is decided). */
   status: number;
+  /** With digestBodies: the body's size and SHA-256 (hex); body is then empty. */
+  bytes?: number;
+  sha256?: string;
+}
+
+/** What one streamed answer put on the wire (the body, after HTTP framing is removed). */
+export interface SentStream {
+  bytes: number;
+  sha256: string;
+  /** false when it was cut (reset, stall, client gone) before its end. */
+  complete: boolean;
 }
 
 export interface Echo {
@@ -76,6 +115,19 @@ export interface FakeMimo {
   tlsSessions: number;
   /** Responses whose client went away before the last byte. */
   abortedResponses: number;
+  /** The Anthropic-compatible route's own record: thinking produced by tool_use id, and echoes. */
+  readonly anthropic: FakeAnthropicState;
+  /** Responses whose last byte was handed to the OS ('finish'). */
+  finishedResponses: number;
+  /** Requests whose body never arrived in full (the client or proxy went away mid-body). */
+  abortedRequests: number;
+  /** Body bytes of streamed answers written so far (live; with padBytes, only what the socket accepted). */
+  streamedBytes: number;
+  /** Every streamed answer, once it ended or was cut (not kept with record: false or countOnly). */
+  readonly sentStreams: SentStream[];
+  /** Echoes counted even when not kept (countOnly): exactly the produced reasoning, or not. */
+  exactEchoes: number;
+  inexactEchoes: number;
   /** Closes the server and destroys open sockets; never waits on a client. */
   close(): Promise<void>;
 }
@@ -176,6 +228,39 @@ function usageOf(choices: Choice[]): Record<string, unknown> {
 
 type Verdict = { status: number; body: string } | undefined;
 
+/** Marks where padBytes filler goes in the event list. */
+const PAD = '\u0000pad';
+
+/** Lines a lenient SSE parser skips or a strict one rejects; the proxy must forward them untouched. */
+const INVALID_SSE_LINES: Array<string | Buffer> = [
+  ': a comment line\n',
+  'event: ping\ndata: {not json\n\n',
+  'retry: soon\nid\nno colon here\n',
+  'data: [DONE-ish]\r\r',
+  Buffer.concat([Buffer.from('data: '), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('\n\n')]),
+  'data:\n\n',
+];
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+/** Content events of about 16 KB each until `total` bytes are written (a fixed filler, so nothing large is held). */
+async function writePadding(write: (data: string) => Promise<void>, id: string, created: number, model: string, total: number, stop: () => boolean): Promise<void> {
+  const filler = '填充'.repeat(2730);
+  const event = `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: { content: filler }, finish_reason: null }] })}\n\n`;
+  const size = Buffer.byteLength(event);
+  for (let written = 0; written < total && !stop(); written += size) await write(event);
+}
+
 function isObject(value: unknown): value is Record<string, any> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -202,6 +287,13 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     connections: 0,
     tlsSessions: 0,
     abortedResponses: 0,
+    anthropic: { produced: new Map(), echoes: [] },
+    finishedResponses: 0,
+    abortedRequests: 0,
+    streamedBytes: 0,
+    sentStreams: [],
+    exactEchoes: 0,
+    inexactEchoes: 0,
     close,
   };
 
@@ -254,7 +346,10 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         const toolCallId = ids.find((id) => fake.produced.has(id)) ?? ids[0] ?? '';
         const received = message.reasoning_content as string | null | undefined;
         const produced = fake.produced.get(toolCallId);
-        if (fake.options.record !== false) fake.echoes.push({ toolCallId, received, produced, exact: produced !== undefined && received === produced });
+        const exact = produced !== undefined && received === produced;
+        if (exact) fake.exactEchoes++;
+        else fake.inexactEchoes++;
+        if (fake.options.record !== false && options.countOnly !== true) fake.echoes.push({ toolCallId, received, produced, exact });
         if (!thinking || verdict) continue;
         const missing = typeof received !== 'string' || (emptyIsMissing && received === '');
         const wrong = options.rejectPlaceholders === true && produced !== undefined && received !== produced;
@@ -274,6 +369,13 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     }
     const options = fake.options;
     const stream = body.stream === true;
+    if (options.status !== undefined) {
+      record.status = options.status;
+      const payload = options.statusBody ?? jsonError(options.status, `fake status ${options.status}`, 'fake_error');
+      res.writeHead(options.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...options.statusHeaders });
+      res.end(payload);
+      return;
+    }
     const verdict = check(body, options);
     if (verdict) {
       send(res, record, verdict.status, verdict.body, stream && options.sseFramedErrors === true);
@@ -282,6 +384,13 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     const round = body.messages.filter((m: any) => isObject(m) && m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length > 0).length;
     const toolRounds = boundedInt(options.toolRounds, DEFAULT_TOOL_ROUNDS, 0, MAX_CHUNKS);
     const answerChunks = boundedInt(options.answerChunks, DEFAULT_ANSWER_CHUNKS, 1, MAX_CHUNKS);
+    if (options.countOnly === true && round >= toolRounds) {
+      // The conversation is over: forget its reasoning, so a long run's memory stays flat.
+      for (const m of body.messages) {
+        if (!isObject(m) || !Array.isArray(m.tool_calls)) continue;
+        for (const c of m.tool_calls) if (isObject(c) && typeof c.id === 'string') fake.produced.delete(c.id);
+      }
+    }
     const n = boundedInt(typeof body.n === 'number' ? body.n : undefined, 1, 1, MAX_CHOICES);
     const choices: Choice[] = [];
     for (let i = 0; i < n; i++) {
@@ -320,6 +429,11 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         events.push(delta({ tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }));
         for (const piece of splitText(call.function.arguments, 3)) events.push(delta({ tool_calls: [{ index: 0, function: { arguments: piece } }] }));
       }
+      if (options.hugeLineBytes !== undefined) events.push(delta({ content: 'x'.repeat(boundedInt(options.hugeLineBytes, 0, 0, 256 * 1024 * 1024)) }));
+      if (options.padBytes !== undefined) {
+        // Filler is yielded lazily below (PAD marker), so a large pad is never held in memory at once.
+        events.push(PAD);
+      }
       events.push(delta({}, c.toolCall ? 'tool_calls' : 'stop'));
       return events;
     });
@@ -331,16 +445,58 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     events.push('data: [DONE]\n\n');
 
     record.status = 200;
+    const hash = createHash('sha256');
+    let sent = 0;
+    let finished = false;
+    const noteStream = (complete: boolean): void => {
+      if (finished) return;
+      finished = true;
+      if (fake.options.record !== false && fake.options.countOnly !== true) fake.sentStreams.push({ bytes: sent, sha256: hash.digest('hex'), complete });
+    };
+    res.once('close', () => noteStream(false));
+    const write = async (data: string | Buffer): Promise<void> => {
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      hash.update(bytes);
+      sent += bytes.length;
+      fake.streamedBytes += bytes.length;
+      if (!res.write(bytes) && options.padBytes !== undefined) await drained(res);
+    };
+    const stall = async (): Promise<void> => {
+      // Hold the response open, writing nothing, until the client goes away or the fake closes.
+      while (!closed && !res.destroyed) await sleep(50);
+    };
+    if (options.stallAfterEvents === 0) return stall();
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const delayMs = boundedInt(options.chunkDelayMs, 0, 0, 60_000);
     for (const [index, event] of events.entries()) {
       if (closed || res.destroyed || res.writableEnded) return;
+      if (options.resetAfterEvents !== undefined && index >= options.resetAfterEvents) {
+        noteStream(false);
+        const socket = res.socket as (Socket & { resetAndDestroy?: () => void }) | null;
+        // A TLS socket cannot send an RST (resetAndDestroy throws for it); a destroy without
+        // close_notify mid-chunk is the same to the peer's HTTP parser: the body never ends.
+        try {
+          socket?.resetAndDestroy?.();
+        } catch {
+          socket?.destroy();
+        }
+        return;
+      }
+      if (options.stallAfterEvents !== undefined && index >= options.stallAfterEvents) return stall();
       options.onEvent?.(index, performance.now());
-      res.write(event);
+      if (event === PAD) {
+        await writePadding(write, id, created, model, boundedInt(options.padBytes, 0, 0, 1024 ** 3), () => closed || res.destroyed);
+        continue;
+      }
+      if (options.invalidSseLines === true) await write(INVALID_SSE_LINES[index % INVALID_SSE_LINES.length]!);
+      await write(event);
       // A separate turn of the event loop per event, so events leave in separate TCP segments.
       await sleep(delayMs);
     }
-    if (!closed && !res.destroyed) res.end();
+    if (!closed && !res.destroyed) {
+      noteStream(true);
+      res.end();
+    }
   }
 
   function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
@@ -350,13 +506,16 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     } catch {
       // Not JSON: left undefined, answered below when the route wants JSON.
     }
-    if (fake.options.record !== false) fake.requests.push(record);
+    if (fake.options.record !== false && fake.options.countOnly !== true) fake.requests.push(record);
     res.on('close', () => {
       if (!res.writableFinished) fake.abortedResponses++;
     });
+    res.on('finish', () => {
+      fake.finishedResponses++;
+    });
 
     const auth = req.headers.authorization;
-    const apiKey = req.headers['api-key'];
+    const apiKey = req.headers['api-key'] ?? req.headers['x-api-key'];
     const authorized = (typeof auth === 'string' && /^Bearer\s+\S+/i.test(auth)) || (typeof apiKey === 'string' && apiKey.trim() !== '');
     if (!authorized) {
       send(res, record, 401, jsonError(401, 'Invalid API Key', 'authentication_error'));
@@ -366,6 +525,17 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     if (pathname === '/v1/models' && req.method === 'GET') {
       const created = 1_790_000_000;
       send(res, record, 200, JSON.stringify({ object: 'list', data: FAKE_MIMO_MODELS.map((id) => ({ id, object: 'model', created, owned_by: 'xiaomi' })) }));
+      return;
+    }
+    if (pathname === '/anthropic/v1/messages' && req.method === 'POST') {
+      record.status = 200;
+      const o = fake.options;
+      handleAnthropic(req, res, record.json, fake.anthropic, {
+        toolRounds: o.toolRounds ?? 3,
+        rejectPlaceholders: o.rejectPlaceholders === true,
+        chunkDelayMs: o.chunkDelayMs ?? 0,
+        sseFramedErrors: o.sseFramedErrors === true,
+      }).catch(() => res.destroy());
       return;
     }
     if (pathname === '/v1/chat/completions' && req.method === 'POST') {
@@ -388,6 +558,13 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     fake.tlsSessions++;
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.on('close', () => {
+      if (!req.complete) fake.abortedRequests++;
+    });
+    if (fake.options.digestBodies === true) {
+      digest(req, res);
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -404,6 +581,35 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       if (size <= MAX_BODY_BYTES) handle(req, res, Buffer.concat(chunks));
     });
   });
+
+  /** digestBodies: hash the body as it streams in; nothing of it is kept. */
+  function digest(req: IncomingMessage, res: ServerResponse): void {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const pauseMs = boundedInt(fake.options.slowBodyMs, 0, 0, 10_000);
+    let sincePause = 0;
+    req.on('data', (c: Buffer) => {
+      hash.update(c);
+      bytes += c.length;
+      sincePause += c.length;
+      if (pauseMs > 0 && sincePause >= 256 * 1024) {
+        sincePause = 0;
+        req.pause();
+        sleep(pauseMs).then(() => req.resume(), () => undefined);
+      }
+    });
+    req.on('end', () => {
+      const sha256 = hash.digest('hex');
+      const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.alloc(0), status: 200, bytes, sha256 };
+      if (fake.options.record !== false && fake.options.countOnly !== true) fake.requests.push(record);
+      res.on('finish', () => {
+        fake.finishedResponses++;
+      });
+      const payload = JSON.stringify({ bytes, sha256 });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+      res.end(payload);
+    });
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
