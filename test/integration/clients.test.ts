@@ -129,7 +129,7 @@ describe('real clients configured only by `mimo-proxy env`', () => {
     keys.push(k);
     return k;
   };
-  const clientEnv = (env: Env, apiKey: string): Env => ({ ...env, MIMO_API_KEY: apiKey, MIMO_BASE_URL: BASE_URL, SITE_URL });
+  const clientEnv = (env: Env, apiKey: string): Env => ({ ...env, MIMO_API_KEY: apiKey, MIMO_BASE_URL: BASE_URL, MIMO_ANTHROPIC_BASE_URL: 'https://api.xiaomimimo.com/anthropic', SITE_URL });
   const health = async (): Promise<any> => (await request(`http://127.0.0.1:${port}/health`, { agent: new http.Agent() })).json();
   /** What the fake received under one key (every client uses its own). */
   const requestsOf = (apiKey: string) => fake.requests.filter((r) => r.headers.authorization === `Bearer ${apiKey}`);
@@ -319,6 +319,23 @@ describe('real clients configured only by `mimo-proxy env`', () => {
     expect(out.models).toEqual({ status: 200, ids: FAKE_MIMO_MODELS });
     expect(requestsOf(apiKey).map((r) => r.path)).toEqual(['/v1/models']);
     expect(out.site).toEqual({ status: 200, body: TEST_SITE_BODY });
+  });
+
+  it('the @anthropic-ai/sdk client, given only an API key and base URL, completes a streamed tool conversation on the Anthropic surface', async () => {
+    const apiKey = key('anthropic');
+    const echoes = fake.anthropic.echoes.length;
+    const out = await runClient(process.execPath, [path.join(CLIENTS, 'anthropic-client.mjs')], clientEnv(activated, apiKey));
+    expect(out.error).toBeNull();
+    expect(out.rounds).toBe(4);
+    expect(out.thinkingCharsSeen).toBeGreaterThan(0);
+    expect(out.finalText).toBeTruthy();
+    // This SDK version sends the key as a bearer token; older ones used x-api-key.
+    const requests = fake.requests.filter((r) => r.headers['x-api-key'] === apiKey || r.headers.authorization === `Bearer ${apiKey}`);
+    expect(requests.every((r) => r.path === '/anthropic/v1/messages')).toBe(true);
+    expect(requests.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const seen = fake.anthropic.echoes.slice(echoes);
+    expect(seen).toHaveLength(6);
+    expect(seen.every((e) => e.exact)).toBe(true);
   });
 
   it('`mimo-proxy env --unset` in the same bash gives back the pre-set SSL_CERT_FILE exactly and removes the rest', async () => {
