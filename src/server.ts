@@ -163,6 +163,13 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
         notFound(res, req.method, url.split('?')[0] as string);
         return;
       }
+      // Direct mode relays to MiMo: with --auth it needs the credentials too (the local
+      // pages above stay open: they are read-only and hold no secret).
+      if (!authorised(req)) {
+        res.writeHead(407, { 'proxy-authenticate': 'Basic realm="mimo-proxy"', 'content-type': 'application/json' });
+        res.end('{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}');
+        return;
+      }
       req.url = upstreamPath;
       req.headers.host = config.upstream.host;
       plugin.routes.set(req, { kind: 'direct', host: config.upstream.hostname.replace(/^\[|\]$/g, ''), port: upstreamPort });

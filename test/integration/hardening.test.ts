@@ -288,6 +288,27 @@ describe('proxy authentication (--auth)', () => {
     expect(logs).not.toContain(Buffer.from(USER_PASS).toString('base64'));
   }, 30_000);
 
+  it('asks direct mode for the credentials too, and keeps the read-only pages open', async () => {
+    const ask = (path: string, headers: Record<string, string>, body?: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: h.proxy.port, path, method: body ? 'POST' : 'GET', agent: false, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const chat = JSON.stringify({ model: 'mimo-v2.6-pro', messages: [{ role: 'user', content: 'hi' }] });
+    const before = fake.requests.length;
+    expect(await ask('/v1/chat/completions', { authorization: `Bearer ${KEY}` }, chat)).toBe(407);
+    expect(await ask('/v1/models', { authorization: `Bearer ${KEY}`, 'proxy-authorization': basic('alice:nope') })).toBe(407);
+    expect(fake.requests.length).toBe(before);
+    expect(await ask('/v1/chat/completions', { authorization: `Bearer ${KEY}`, 'proxy-authorization': basic(USER_PASS) }, chat)).toBe(200);
+    expect(fake.requests.length).toBe(before + 1);
+    expect(fake.requests.at(-1)!.headers['proxy-authorization']).toBeUndefined();
+    expect(await ask('/health', {})).toBe(200);
+  }, 30_000);
+
   it('refuses to start on a non-loopback address without --auth (OPEN_PROXY), and accepts that address with --auth', async () => {
     const certsDir = tempDir('open-proxy');
     try {
