@@ -25,9 +25,14 @@ function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJ
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), options.ms ?? 15_000);
+    let stopped = false;
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      if (options.until?.test(stdout)) child.kill('SIGTERM');
+      // Once: a second SIGTERM would meet Node's default handler and kill it mid-shutdown.
+      if (!stopped && options.until?.test(stdout)) {
+        stopped = true;
+        child.kill('SIGTERM');
+      }
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('exit', (code) => {
