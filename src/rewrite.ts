@@ -62,14 +62,20 @@ export function thinkingDisabled(request: unknown): boolean {
 }
 
 export function rewriteChatRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+  return neverThrowing(() => rewrite(body, lookup, policy));
+}
+
+/** A rewrite must never throw into live traffic: anything unexpected forwards the original. */
+export function neverThrowing(rewrite: () => RewriteOutcome): RewriteOutcome {
   try {
-    return rewrite(body, lookup, policy);
+    return rewrite();
   } catch {
     return { kind: 'skipped', reason: 'internal-error' };
   }
 }
 
-function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+/** The request object and its `messages` array, or why the body is left alone. */
+export function parseMessages(body: Buffer): { request: Record<string, unknown>; messages: unknown[] } | { kind: 'skipped'; reason: SkipReason } {
   // Invalid UTF-8 would come back altered from a re-serialisation: leave such a body alone.
   if (!isUtf8(body)) return { kind: 'skipped', reason: 'invalid-json' };
   let request: unknown;
@@ -81,6 +87,13 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
   if (!isRecord(request)) return { kind: 'skipped', reason: 'not-an-object' };
   const messages = request['messages'];
   if (!Array.isArray(messages)) return { kind: 'skipped', reason: 'no-messages' };
+  return { request, messages };
+}
+
+function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+  const parsed = parseMessages(body);
+  if ('kind' in parsed) return parsed;
+  const { request, messages } = parsed;
 
   const disabled = thinkingDisabled(request);
   const plainTurns = policy.plainTurns === true;

@@ -23,25 +23,19 @@
  * anything else stores nothing: a cut-off stream, an `error` event or object,
  * data that is not JSON, a line or body past its bound. Never throws.
  */
-import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import { hasReasoning, isRecord, type Learned } from '../chat/types.js';
 import type { ResponseTap } from '../tap/fold.js';
+import { createBodyTap, DEFAULT_MAX_JSON_BYTES } from '../tap/json.js';
+import { createFoldingSseTap } from '../tap/sse.js';
 import { anthropicMessageKeys, identifiableTurn } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
 
 export type { ResponseTap } from '../tap/fold.js';
 
-/** One SSE line (or event) past this many bytes poisons the tap instead of growing memory. */
-export const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
 /** Folded text past this many characters (all blocks) poisons the fold: bounded memory. */
 export const DEFAULT_MAX_FOLDED_CHARS = 32 * 1024 * 1024;
-/** A JSON body copy past this many bytes is dropped (poisons the tap). */
-export const DEFAULT_MAX_JSON_BYTES = 32 * 1024 * 1024;
 /** More content blocks than this in one turn is not a turn we know. */
 export const MAX_BLOCKS = 1024;
-
-const LF = 0x0a;
-const CR = 0x0d;
 
 interface BlockState {
   type: string;
@@ -268,109 +262,25 @@ export interface AnthropicSseTapOptions {
 }
 
 export function createAnthropicSseTap(options: AnthropicSseTapOptions = {}): ResponseTap {
-  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const decoder = new TextDecoder('utf-8');
   const fold = createAnthropicFold({ maxFoldedChars: options.maxFoldedChars });
-  let poisoned = false;
-  let ended = false;
-  /** Bytes since the last line terminator: the line still being received. */
-  let pendingLineBytes = 0;
-
-  const onEvent = (event: EventSourceMessage): void => {
-    if (poisoned || fold.stopped()) return;
-    if (event.event === 'error') {
-      poisoned = true;
-      return;
-    }
-    // An OpenAI-style terminator in a mixed stream says nothing about the Anthropic message.
-    if (event.data === '[DONE]') return;
-    let data: unknown;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      poisoned = true;
-      return;
-    }
-    if (!fold.add(data)) poisoned = true;
-  };
-
-  const parser: EventSourceParser = createParser({
-    onEvent,
-    onError: (error) => {
-      // Unknown fields and bad `retry:` values are harmless; only the buffer cap matters.
-      if (error.type === 'max-buffer-size-exceeded') poisoned = true;
-    },
-    maxBufferSize: maxLineBytes,
-  });
-
-  return {
-    feed(chunk) {
-      if (poisoned || ended || fold.stopped()) return;
-      try {
-        // Every line is measured, wherever the chunk boundaries fall, so the verdict does not depend on them.
-        let line = pendingLineBytes;
-        for (let i = 0; i < chunk.length; i++) {
-          const byte = chunk[i];
-          if (byte === LF || byte === CR) line = 0;
-          else if (++line > maxLineBytes) {
-            poisoned = true;
-            return;
-          }
-        }
-        pendingLineBytes = line;
-        parser.feed(decoder.decode(chunk, { stream: true }));
-      } catch {
-        poisoned = true;
-      }
-    },
-    end(): Learned[] | undefined {
-      if (ended) return undefined;
-      ended = true;
-      try {
-        // Dispatch a last event whose blank line never came (message_stop at the very end).
-        if (!poisoned && !fold.stopped()) parser.feed(`${decoder.decode()}\n\n`);
-        if (poisoned || !fold.stopped()) return undefined;
+  return createFoldingSseTap(
+    {
+      add: (data) => fold.add(data),
+      // An OpenAI-style terminator in a mixed stream says nothing about the Anthropic message.
+      sawDone: () => undefined,
+      stopped: () => fold.stopped(),
+      finish: () => {
+        if (!fold.stopped()) return undefined;
         const entry = learnedFromTurn(fold.turn(), fold.looseReasoning());
         return entry ? [entry] : [];
-      } catch {
-        return undefined;
-      }
+      },
     },
-  };
+    options,
+  );
 }
 
 export function createAnthropicJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_JSON_BYTES;
-  let chunks: Uint8Array[] = [];
-  let size = 0;
-  let poisoned = false;
-  let ended = false;
-
-  return {
-    feed(chunk) {
-      if (poisoned || ended) return;
-      size += chunk.length;
-      if (size > maxBytes) {
-        poisoned = true;
-        chunks = [];
-        return;
-      }
-      // A copy: the proxy may reuse or hand on the chunk's memory.
-      chunks.push(Uint8Array.prototype.slice.call(chunk));
-    },
-    end() {
-      if (ended) return undefined;
-      ended = true;
-      const held = chunks;
-      chunks = [];
-      if (poisoned) return undefined;
-      try {
-        return learnedFromMessageBody(Buffer.concat(held, size));
-      } catch {
-        return undefined;
-      }
-    },
-  };
+  return createBodyTap(learnedFromMessageBody, options.maxBytes ?? DEFAULT_MAX_JSON_BYTES);
 }
 
 /** Learned entries from a whole Messages response body; undefined when it is not a message (error, invalid JSON). */

@@ -22,33 +22,20 @@
  *
  * No change -> the very Buffer it was given. Pure, and never throws.
  */
-import { isUtf8 } from 'node:buffer';
 import { isRecord, type Learned } from '../chat/types.js';
-import { thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../rewrite.js';
+import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../rewrite.js';
 import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
 import { anthropicFingerprintKey, anthropicMessageKeys, identifiableTurn, toolUseKeys } from './fingerprint.js';
 import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';
 
 export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
-  try {
-    return rewrite(body, lookup, policy);
-  } catch {
-    return { kind: 'skipped', reason: 'internal-error' };
-  }
+  return neverThrowing(() => rewrite(body, lookup, policy));
 }
 
 function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
-  // Invalid UTF-8 would come back altered from a re-serialisation: leave such a body alone.
-  if (!isUtf8(body)) return { kind: 'skipped', reason: 'invalid-json' };
-  let request: unknown;
-  try {
-    request = JSON.parse(body.toString('utf8'));
-  } catch {
-    return { kind: 'skipped', reason: 'invalid-json' };
-  }
-  if (!isRecord(request)) return { kind: 'skipped', reason: 'not-an-object' };
-  const messages = request['messages'];
-  if (!Array.isArray(messages)) return { kind: 'skipped', reason: 'no-messages' };
+  const parsed = parseMessages(body);
+  if ('kind' in parsed) return parsed;
+  const { request, messages } = parsed;
 
   const disabled = thinkingDisabled(request);
   const plainTurns = policy.plainTurns === true;

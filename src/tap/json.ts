@@ -14,7 +14,11 @@ export type { ResponseTap } from './fold.js';
 export const DEFAULT_MAX_JSON_BYTES = 32 * 1024 * 1024;
 
 export function createJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_JSON_BYTES;
+  return createBodyTap(learnedFromBody, options.maxBytes ?? DEFAULT_MAX_JSON_BYTES);
+}
+
+/** A bounded copy of the body, handed to `learn` once at the end; past maxBytes, nothing. */
+export function createBodyTap(learn: (body: Uint8Array) => Learned[] | undefined, maxBytes: number): ResponseTap {
   let chunks: Uint8Array[] = [];
   let size = 0;
   let poisoned = false;
@@ -39,7 +43,7 @@ export function createJsonTap(options: { maxBytes?: number } = {}): ResponseTap 
       chunks = [];
       if (poisoned) return undefined;
       try {
-        return learnedFromBody(Buffer.concat(held, size));
+        return learn(Buffer.concat(held, size));
       } catch {
         return undefined;
       }

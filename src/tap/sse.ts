@@ -27,35 +27,61 @@ export interface SseTapOptions {
   maxFoldedChars?: number;
 }
 
+/** What a format plugs into the shared SSE plumbing (decode, parse, bounds, poisoning). */
+export interface SseFolder {
+  /** One event's parsed `data:` JSON; false poisons the stream. */
+  add(data: unknown): boolean;
+  /** A `data: [DONE]` line. */
+  sawDone(): void;
+  /** The stream is complete: later events do not matter. */
+  stopped(): boolean;
+  /** At the end of the body, unpoisoned: what to learn, or undefined for nothing. */
+  finish(): Learned[] | undefined;
+}
+
 export function createSseTap(options: SseTapOptions = {}): ResponseTap {
+  const fold: StreamFold = createStreamFold({ maxFoldedChars: options.maxFoldedChars });
+  let done = false;
+  return createFoldingSseTap(
+    {
+      add: (data) => fold.add(data),
+      sawDone: () => {
+        done = true;
+      },
+      stopped: () => done,
+      finish: () => (done || fold.allFinished() ? learnedFromChoices(fold.choices()) : undefined),
+    },
+    options,
+  );
+}
+
+/** Bytes -> UTF-8 -> eventsource-parser -> JSON per event -> `folder`, bounded and never throwing. */
+export function createFoldingSseTap(folder: SseFolder, options: { maxLineBytes?: number | undefined } = {}): ResponseTap {
   const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const decoder = new TextDecoder('utf-8');
-  const fold: StreamFold = createStreamFold({ maxFoldedChars: options.maxFoldedChars });
   let poisoned = false;
-  let done = false;
   let ended = false;
   /** Bytes since the last line terminator: the line still being received. */
   let pendingLineBytes = 0;
 
   const onEvent = (event: EventSourceMessage): void => {
-    if (poisoned || done) return;
+    if (poisoned || folder.stopped()) return;
     if (event.event === 'error') {
       poisoned = true;
       return;
     }
-    const data = event.data;
-    if (data === '[DONE]') {
-      done = true;
+    if (event.data === '[DONE]') {
+      folder.sawDone();
       return;
     }
-    let chunk: unknown;
+    let data: unknown;
     try {
-      chunk = JSON.parse(data);
+      data = JSON.parse(event.data);
     } catch {
       poisoned = true;
       return;
     }
-    if (!fold.add(chunk)) poisoned = true;
+    if (!folder.add(data)) poisoned = true;
   };
 
   const parser: EventSourceParser = createParser({
@@ -70,7 +96,7 @@ export function createSseTap(options: SseTapOptions = {}): ResponseTap {
 
   return {
     feed(chunk) {
-      if (poisoned || done || ended) return;
+      if (poisoned || ended || folder.stopped()) return;
       try {
         // Every line is measured, wherever the chunk boundaries fall, so the verdict does not depend on them.
         let line = pendingLineBytes;
@@ -92,14 +118,12 @@ export function createSseTap(options: SseTapOptions = {}): ResponseTap {
       if (ended) return undefined;
       ended = true;
       try {
-        if (!poisoned && !done) {
+        if (!poisoned && !folder.stopped()) {
           // Flush a held partial character and dispatch an event whose blank line never came;
           // a cut-off event then fails JSON.parse and poisons, as it should.
           parser.feed(`${decoder.decode()}\n\n`);
         }
-        if (poisoned) return undefined;
-        if (!done && !fold.allFinished()) return undefined;
-        return learnedFromChoices(fold.choices());
+        return poisoned ? undefined : folder.finish();
       } catch {
         return undefined;
       }
