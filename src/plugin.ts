@@ -54,6 +54,8 @@ export function createPlugin(deps: PluginDeps) {
   const { config, log, counters, interceptor, reasoning } = deps;
   const routes = new WeakMap<http.IncomingMessage, Route>();
   const states = new WeakMap<Context, RequestState>();
+  /** Set while the proxy shuts down: the connections it cuts then are no upstream failures. */
+  let closing = false;
 
   function onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     counters.connects++;
@@ -227,8 +229,8 @@ export function createPlugin(deps: PluginDeps) {
     }
     const state = states.get(ctx);
     const res = ctx.proxyToClientResponse;
-    if (state?.aborted || res.destroyed) {
-      log.debug('request ended by the client', { kind });
+    if (state?.aborted || res.destroyed || closing) {
+      log.debug(closing ? 'request cut by shutdown' : 'request ended by the client', { kind });
       return;
     }
     if (kind === 'CLIENT_TO_PROXY_REQUEST_ERROR' || kind === 'PROXY_TO_CLIENT_RESPONSE_ERROR') {
@@ -265,7 +267,11 @@ export function createPlugin(deps: PluginDeps) {
     }
   }
 
-  return { routes, onConnect, onRequest, onError };
+  const shutdown = (): void => {
+    closing = true;
+  };
+
+  return { routes, onConnect, onRequest, onError, shutdown };
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;

@@ -239,6 +239,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     status,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        plugin.shutdown();
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
         agents.http.destroy();
