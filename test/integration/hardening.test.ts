@@ -10,13 +10,12 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs, resolveConfig, withEnvironment } from '../../src/config.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from '../support/fake-mimo.js';
 import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
+import { liveBytes, rawExchange } from '../support/net.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
@@ -35,40 +34,12 @@ async function until(cond: () => boolean, ms: number, every = 20): Promise<boole
   return true;
 }
 
-/**
- * Live memory (JS heap + Buffers) right after a full GC. rss alone mostly
- * measures garbage not yet collected when 100 MB stream through one process;
- * what the proxy holds on to is what survives a collection.
- */
-const collect = ((): (() => void) => {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-})();
-function liveBytes(): number {
-  collect();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
-
+// Memory is judged by liveBytes() (heap + Buffers right after a full GC): rss alone mostly
+// measures garbage not yet collected when 100 MB stream through one process.
 function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Send raw bytes to the proxy and collect what comes back until it closes (bounded). */
-function rawExchange(port: number, bytes: string | Buffer, waitMs = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let out = '';
-    const timer = setTimeout(() => socket.destroy(), waitMs);
-    socket.on('data', (d) => (out += d.toString('latin1')));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-    socket.on('error', () => undefined);
-    socket.write(bytes);
-  });
-}
 
 interface RawReply {
   status: number;

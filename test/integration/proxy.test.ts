@@ -14,35 +14,10 @@ import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { startTestSite } from '../support/test-site.js';
+import { freePort, rawExchange } from '../support/net.js';
 
 const run = promisify(execFile);
 const KEY = 'sk-test-proxy-0001';
-
-/** Send raw bytes to the proxy and collect what comes back until it closes (bounded). */
-function rawExchange(port: number, bytes: string, waitMs = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let out = '';
-    const timer = setTimeout(() => socket.destroy(), waitMs);
-    socket.on('data', (d) => (out += d.toString('latin1')));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-    socket.on('error', () => undefined);
-    socket.write(bytes);
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('the intercepting proxy', () => {
   let fake: FakeMimo;

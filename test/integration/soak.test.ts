@@ -4,13 +4,12 @@
  * that rejects anything but the exact reasoning it produced. Proves: no
  * failed request, no wrong injection, and memory that levels off.
  */
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent } from '../support/proxy-client.js';
 import { runConversation } from '../support/conversation.js';
+import { liveBytes } from '../support/net.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
 const AGENTS = 200;
@@ -28,18 +27,6 @@ const CACHE_MAX = 5000;
 /** Keys shared by the agents: several conversations per credential scope, several scopes. */
 const KEYS = 20;
 const MiB = 1024 * 1024;
-
-/** A full GC, so live memory can be told from garbage not yet collected. */
-const collect = ((): (() => void) => {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-})();
-/** JS heap + Buffers that survive a full collection: what the process really holds. */
-function liveBytes(): number {
-  collect();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-}
 
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
