@@ -55,8 +55,8 @@ function run(file: string, args: string[], env: Env, input?: string): Promise<Ra
       if (size > MAX_OUTPUT_BYTES) child.kill('SIGKILL');
       else into.push(chunk);
     };
-    child.stdout.on('data', collect(out));
-    child.stderr.on('data', collect(err));
+    child.stdout!.on('data', collect(out));
+    child.stderr!.on('data', collect(err));
     const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
     child.once('error', (e) => {
       clearTimeout(timer);
