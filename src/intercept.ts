@@ -8,11 +8,14 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { LRUCache } from 'lru-cache';
 import type { CertificateAuthority } from './ca/index.js';
 import type { Logger } from './log.js';
 
 /** Renew a cached context this long before its leaf expires. */
 const RENEW_BEFORE_MS = 30 * 86_400_000;
+/** TLS contexts kept in memory (one per intercepted host name); others are rebuilt from the CA's cache. */
+const MAX_CONTEXTS = 256;
 
 export interface InterceptedEndpoint {
   /** The name the client asked for (CONNECT target): certificate name, Host, upstream TLS name. */
@@ -21,7 +24,7 @@ export interface InterceptedEndpoint {
 }
 
 export class Interceptor {
-  private readonly contexts = new Map<string, { context: tls.SecureContext; renewAt: number }>();
+  private readonly contexts = new LRUCache<string, { context: tls.SecureContext; renewAt: number }>({ max: MAX_CONTEXTS });
   private readonly pending = new Map<string, Promise<tls.SecureContext>>();
   readonly endpoints = new WeakMap<net.Socket, InterceptedEndpoint>();
 
