@@ -22,12 +22,13 @@ import { isOurHost } from './hosts.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from './log.js';
 import type { ReasoningService, Exchange } from './reasoning.js';
-import { surfaceFor } from './surface.js';
+import { surfaceFor, type Surface } from './surface.js';
 import type { Counters } from './stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
 
 export interface Route {
-  kind: 'intercept' | 'direct';
+  /** intercept: ours via CONNECT or plain HTTP; direct: direct mode; passthrough: plain HTTP to another host. */
+  kind: 'intercept' | 'direct' | 'passthrough';
   /** Name for the Host header and upstream certificate verification. */
   host: string;
   port: number;
@@ -38,6 +39,7 @@ interface RequestState {
   target: string;
   aborted: boolean;
   exchange: Exchange | undefined;
+  surface: Surface | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
 }
@@ -104,24 +106,35 @@ export function createPlugin(deps: PluginDeps) {
       return;
     }
     if (route.kind === 'direct') counters.directRequests++;
-    else counters.interceptedRequests++;
+    else if (route.kind === 'intercept') counters.interceptedRequests++;
+    else counters.passthroughRequests++;
 
+    // Where to connect: from our route, not the Host header (and the library's own parse
+    // mangles IPv6 literals); --connect-to applies as in curl.
     const dest = resolveDestination(config.connectTo, route.host, route.port);
     options.host = dest.host;
     options.port = dest.port;
-    Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
+    if (route.kind !== 'passthrough') {
+      Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
+    }
 
-    const surface = surfaceFor(ctx.clientToProxyRequest.method, options.path);
+    const surface = route.kind === 'passthrough' ? undefined : surfaceFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
       route,
       target: formatHostPort(route.host, route.port),
       aborted: false,
       exchange: surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface) : undefined,
+      surface,
       upstream: undefined,
     };
     states.set(ctx, state);
     const exchange = state.exchange;
-    if (exchange) options.headers['accept-encoding'] = 'identity';
+    if (exchange) {
+      options.headers['accept-encoding'] = 'identity';
+      // With `expect`, Node sends the headers at once, before the body is rewritten and its
+      // length known; the proxy answers the client's 100-continue itself (Node's server does).
+      delete options.headers['expect'];
+    }
 
     // A client that hangs up stops the upstream request: no tokens burnt for nobody.
     const res = ctx.proxyToClientResponse;
@@ -164,6 +177,12 @@ export function createPlugin(deps: PluginDeps) {
       cb();
     });
 
+    if (route.kind === 'passthrough') {
+      // Not ours: no response hooks, so its framing and bytes go to the client as they came.
+      callback();
+      return;
+    }
+
     ctx.onResponse((ctx, cb) => {
       const response = ctx.serverToProxyResponse;
       if (!response) {
@@ -176,14 +195,27 @@ export function createPlugin(deps: PluginDeps) {
       }
       exchange
         .response(response, (retryBody) => sendRetry(ctx, state, retryBody))
-        .then((final) => {
-          if (final !== response) {
-            // The library listens for errors on the first response only.
-            final.on('error', (err) => onError(ctx, err, 'SERVER_TO_PROXY_RESPONSE_ERROR'));
-            ctx.serverToProxyResponse = final;
-          }
-          cb();
-        }, (err: Error) => cb(err));
+        .then(
+          (final) => {
+            if (final !== response) {
+              // The library listens for errors on the first response only.
+              final.on('error', (err) => onError(ctx, err, 'SERVER_TO_PROXY_RESPONSE_ERROR'));
+              ctx.serverToProxyResponse = final;
+            }
+            if (state.aborted || res.headersSent) {
+              // The client left, or already got an error answer while the body was read:
+              // going on would write headers twice.
+              final.destroy();
+              return;
+            }
+            cb();
+          },
+          (err: Error) => {
+            if (state.aborted || res.headersSent) return;
+            cb(err);
+          },
+        )
+        .catch((err: unknown) => log.error('response hook failed', { error: (err as Error)?.name ?? 'unknown' }));
     });
 
     // Backpressure (the library ignores it): pause upstream while the client's buffer is full.
@@ -260,8 +292,9 @@ export function createPlugin(deps: PluginDeps) {
       // (The library sends headers with writeHead(status, object), which getHeader() does not
       // see, so the upstream's content-type is read too; without it this branch never ran and
       // every mid-stream failure cut the connection instead: hardening test, reset mid-stream.)
-      // Mid-stream: end the stream with an error event the client's SSE parser reports.
-      res.end(`data: ${errorBody(message)}\n\n`);
+      // Mid-stream: end the stream with an error event the client's SSE parser reports
+      // (Anthropic clients only read events that carry an `event:` name).
+      res.end(state?.surface?.name === 'anthropic' ? anthropicErrorEvent(message) : `data: ${errorBody(message)}\n\n`);
     } else {
       res.destroy();
     }
@@ -275,3 +308,8 @@ export function createPlugin(deps: PluginDeps) {
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;
+
+/** An error event in the Anthropic streaming format. */
+function anthropicErrorEvent(message: string): string {
+  return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`;
+}

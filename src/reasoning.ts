@@ -196,15 +196,22 @@ export class Exchange {
   }
 }
 
-/** Read up to `limit` bytes of a response; `complete` when it ended within them. */
+/**
+ * Read up to `limit` bytes of a response; `complete` only when it ended cleanly within them.
+ * A response that fails or closes early is never taken for a whole one.
+ */
 function peek(res: http.IncomingMessage, limit: number): Promise<{ head: Buffer; complete: boolean }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
     const finish = (complete: boolean): void => {
+      if (settled) return;
+      settled = true;
       res.off('data', onData);
       res.off('end', onEnd);
-      res.off('error', onEnd);
+      res.off('error', onBroken);
+      res.off('close', onBroken);
       res.pause();
       resolve({ head: Buffer.concat(chunks), complete });
     };
@@ -214,9 +221,11 @@ function peek(res: http.IncomingMessage, limit: number): Promise<{ head: Buffer;
       if (size > limit) finish(false);
     };
     const onEnd = (): void => finish(true);
+    const onBroken = (): void => finish(false);
     res.on('data', onData);
     res.once('end', onEnd);
-    res.once('error', onEnd);
+    res.once('error', onBroken);
+    res.once('close', onBroken);
     res.resume();
   });
 }

@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
+import net, { isIP } from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { loadOrCreateCa, type CertificateAuthority } from './ca/index.js';
@@ -89,6 +89,9 @@ function authChecker(auth: string | undefined): (req: http.IncomingMessage) => b
   };
 }
 
+/** Pooled upstream sockets idle this long are closed (servers commonly keep idle connections 60-75 s). */
+const IDLE_SOCKET_MS = 15_000;
+
 const PROXY_AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="mimo-proxy"\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ';
 
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
@@ -103,10 +106,12 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const counters = newCounters();
 
   const agents = {
-    http: new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
+    // `timeout` here closes idle pooled sockets before a server drops them under a new request
+    // (an ECONNRESET no client could retry); each request arms its own idle timeout.
+    http: new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
     // One secure context for every upstream connection: passing `ca` instead would parse the
     // whole root list again for each new connection (milliseconds of CPU and a copy in memory).
-    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', secureContext: tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) }) }),
+    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS, secureContext: tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) }) }),
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 });
@@ -193,9 +198,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       return;
     }
     const hostname = target.hostname.replace(/^\[|\]$/g, '');
-    if (isOurHost(hostname, config.domains)) {
-      plugin.routes.set(req, { kind: 'intercept', host: hostname, port: Number(target.port) || 80 });
-    }
+    const kind = isIP(hostname) === 0 && isOurHost(hostname, config.domains) ? 'intercept' : 'passthrough';
+    plugin.routes.set(req, { kind, host: hostname, port: Number(target.port) || 80 });
     engine.handleRequest(false, req, res);
   });
 

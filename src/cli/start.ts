@@ -9,6 +9,8 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   const config = resolveConfig(withEnvironment(options, process.env));
   const log = createLogger(config.logLevel);
   const proxy = await startProxy(config, log);
+  // One request's bug must not take every other conversation down with it.
+  process.on('unhandledRejection', (err) => log.error('internal error; the proxy keeps serving', { error: (err as Error)?.name ?? typeof err }));
 
   const out = process.stdout;
   out.write(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
