@@ -5,12 +5,19 @@
  * We tunnel every other host untouched, so their real certificates must still
  * verify through it.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { PUBLIC_FILE_MODE, replaceFile } from './ca/files.js';
 
-export const BUNDLE_FILE = 'bundle.pem';
+/**
+ * Bundles are named by their content (`{hash}` is replaced): two shells activated with
+ * different trust (one with a corporate root, one without) each keep their own file instead
+ * of overwriting one shared bundle under the other.
+ */
+export const BUNDLE_FILE = 'bundle-{hash}.pem';
+const OWN_BUNDLE = /^bundle(-[0-9a-f]{16})?\.pem$/;
 
 /** Where distributions keep their PEM bundle, in Go's order (crypto/x509/root_linux.go, root_bsd.go). */
 export const SYSTEM_BUNDLE_FILES: readonly string[] = [
@@ -117,14 +124,16 @@ export interface Bundle {
  * a source, so a stale bundle cannot carry an old CA forward.
  */
 export async function ensureBundle(request: BundleRequest): Promise<Bundle> {
-  // Our own bundle is skipped; a file named by several variables is read once.
+  // Our own bundles are skipped; a file named by several variables is read once.
+  const ownDir = path.dirname(path.resolve(request.bundlePath));
+  const isOwn = (file: string): boolean => path.dirname(path.resolve(file)) === ownDir && OWN_BUNDLE.test(path.basename(file));
   const done = new Set([path.resolve(request.bundlePath)]);
   const sources: BundleSource[] = [];
   const unreadable: string[] = [];
   const read = async (files: readonly string[]): Promise<BundleSource[]> => {
     const found: BundleSource[] = [];
     for (const file of files) {
-      if (done.has(path.resolve(file))) continue;
+      if (done.has(path.resolve(file)) || isOwn(file)) continue;
       done.add(path.resolve(file));
       const pem = await readSource(file);
       if (pem === undefined) unreadable.push(file);
@@ -143,13 +152,14 @@ export async function ensureBundle(request: BundleRequest): Promise<Bundle> {
   sources.push(...(await read(request.adding)));
 
   const { text, certificates } = combineBundle(sources, request.caPem);
+  const bundlePath = request.bundlePath.replace('{hash}', createHash('sha256').update(text).digest('hex').slice(0, 16));
   let current: string | undefined;
   try {
-    current = await fs.readFile(request.bundlePath, 'utf8');
+    current = await fs.readFile(bundlePath, 'utf8');
   } catch {
     current = undefined;
   }
   const written = current !== text;
-  if (written) await replaceFile(request.bundlePath, text, PUBLIC_FILE_MODE);
-  return { path: request.bundlePath, certificates, sources: sources.map((s) => s.label), unreadable, written };
+  if (written) await replaceFile(bundlePath, text, PUBLIC_FILE_MODE);
+  return { path: bundlePath, certificates, sources: sources.map((s) => s.label), unreadable, written };
 }

@@ -219,7 +219,9 @@ describe('real clients configured only by `mimo-proxy env`', () => {
     const proxyUrl = `http://127.0.0.1:${port}`;
     for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy']) expect(activated[name]).toBe(proxyUrl);
     expect(activated.NODE_USE_ENV_PROXY).toBe('1');
-    const bundle = path.join(certsDir, 'bundle.pem');
+    const bundle = activated.SSL_CERT_FILE as string;
+    expect(path.dirname(bundle)).toBe(certsDir);
+    expect(path.basename(bundle)).toMatch(/^bundle-[0-9a-f]{16}\.pem$/);
     for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) expect(activated[name]).toBe(bundle);
     // Node's variable ADDS to its roots: our CA alone when nothing was set before...
     expect(activated.NODE_EXTRA_CA_CERTS).toBe(path.join(certsDir, 'ca.pem'));

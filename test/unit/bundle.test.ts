@@ -104,6 +104,22 @@ describe('the bundle file', () => {
     expect(bodies(readFileSync(result.path, 'utf8'))).toEqual([systemCert, ca].map(bodyOf));
   });
 
+  it('gives two activations with different trust their own files, so neither overwrites the other', async () => {
+    const ca = fakeCert();
+    const corporate = file('corp.pem', fakeCert());
+    const system = file('system.pem', fakeCert());
+    const bundlePath = path.join(dir, 'bundle-{hash}.pem');
+    const withCorp = await ensureBundle({ bundlePath, caPem: ca, replacing: [corporate], adding: [], systemCandidates: [system] });
+    const without = await ensureBundle({ bundlePath, caPem: ca, replacing: [], adding: [], systemCandidates: [system] });
+    expect(withCorp.path).toMatch(/bundle-[0-9a-f]{16}\.pem$/);
+    expect(without.path).not.toBe(withCorp.path);
+    expect(bodies(readFileSync(withCorp.path, 'utf8'))).toContain(bodyOf(readFileSync(corporate, 'utf8')));
+    expect(bodies(readFileSync(without.path, 'utf8'))).not.toContain(bodyOf(readFileSync(corporate, 'utf8')));
+    // A previous bundle of ours named by a variable is never a source.
+    const again = await ensureBundle({ bundlePath, caPem: ca, replacing: [withCorp.path], adding: [], systemCandidates: [system] });
+    expect(again.path).toBe(without.path);
+  });
+
   it("falls back to Node's view of the trust store when no distribution file exists", async () => {
     const result = await ensureBundle({ bundlePath: path.join(dir, 'bundle.pem'), caPem: fakeCert(), replacing: [], adding: [], systemCandidates: [] });
     expect(result.sources[0]).toMatch(/Node/);

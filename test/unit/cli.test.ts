@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -93,11 +93,14 @@ describe('mimo-proxy env', () => {
     expect(after.no_proxy).toBe(after.NO_PROXY);
     expect(after.NODE_USE_ENV_PROXY).toBe('1');
     for (const name of ['NODE_EXTRA_CA_CERTS', 'DENO_CERT', 'CODEX_CA_CERTIFICATE']) expect(after[name]).toBe(path.join(certs, 'ca.pem'));
-    for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO']) expect(after[name]).toBe(path.join(certs, 'bundle.pem'));
+    const bundlePath = after.SSL_CERT_FILE as string;
+    expect(path.dirname(bundlePath)).toBe(certs);
+    expect(path.basename(bundlePath)).toMatch(/^bundle-[0-9a-f]{16}\.pem$/);
+    for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO']) expect(after[name]).toBe(bundlePath);
 
     const caPem = readFileSync(path.join(certs, 'ca.pem'), 'utf8');
     expect(new X509Certificate(caPem).ca).toBe(true);
-    const bundle = splitPemCertificates(readFileSync(path.join(certs, 'bundle.pem'), 'utf8'));
+    const bundle = splitPemCertificates(readFileSync(bundlePath, 'utf8'));
     expect(bundle).toEqual([...splitPemCertificates(previousCert), ...splitPemCertificates(caPem)]);
 
     // --unset, run from the activated shell, gives back exactly what was there.
@@ -110,7 +113,9 @@ describe('mimo-proxy env', () => {
     const again = io(after);
     expect(await envCommand(['--port', String(port), '--certs', certs], again)).toBe(0);
     expect(bashEnv(`${again.out}\nmimo_proxy_deactivate`, after)).toEqual(before);
-    expect(splitPemCertificates(readFileSync(path.join(certs, 'bundle.pem'), 'utf8'))).toHaveLength(2);
+    const againBundle = bashEnv(again.out, after).SSL_CERT_FILE as string;
+    expect(againBundle).toBe(bundlePath);
+    expect(splitPemCertificates(readFileSync(againBundle, 'utf8'))).toHaveLength(2);
   });
 
   it('reads the port from MIMO_PROXY_PORT and the shell from --shell', async () => {
@@ -253,7 +258,8 @@ describe('mimo-proxy run', () => {
     expect(seen.ok).toBe(true);
     expect(seen.env.HTTPS_PROXY).toBe(`http://127.0.0.1:${free}`);
     expect(seen.env.NODE_EXTRA_CA_CERTS).toBe(path.join(certs, 'ca.pem'));
-    expect(seen.env.SSL_CERT_FILE).toBe(path.join(certs, 'bundle.pem'));
+    expect(path.dirname(seen.env.SSL_CERT_FILE!)).toBe(certs);
+    expect(path.basename(seen.env.SSL_CERT_FILE!)).toMatch(/^bundle-[0-9a-f]{16}\.pem$/);
     expect(Object.keys(seen.env).filter((k) => k.startsWith('_MIMO_PROXY_'))).toEqual([]);
     // Closed after the command: the port is free again.
     const s = io({});
@@ -271,6 +277,6 @@ describe('mimo-proxy run', () => {
     } finally {
       await proxy.close();
     }
-    expect(existsSync(path.join(certs, 'bundle.pem'))).toBe(true);
+    expect(readdirSync(certs).some((f) => /^bundle-[0-9a-f]{16}\.pem$/.test(f))).toBe(true);
   });
 });
