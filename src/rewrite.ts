@@ -113,6 +113,11 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       continue;
     }
 
+    // A plain turn is looked up only when the retry asks for plain turns: its fingerprint is
+    // its text alone, and a short reply ("好的", "Done.") would find another conversation's.
+    const hasCalls = toolCallsOf(message).length > 0;
+    if (!hasCalls && !plainTurns) continue;
+
     const found = find(message, lookup, policy.fingerprintFallback !== false);
     if (found !== undefined) {
       message['reasoning_content'] = found;
@@ -120,8 +125,6 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       continue;
     }
 
-    const hasCalls = toolCallsOf(message).length > 0;
-    if (!hasCalls && !plainTurns) continue;
     changes.missing++;
     if (disabled) continue;
     if (!hasCalls) {

@@ -61,6 +61,11 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       continue;
     }
 
+    // A plain turn is looked up only when the retry asks for plain turns: its fingerprint is
+    // its text alone, and a short reply would find another conversation's thinking.
+    const toolUses = content.filter(isToolUse);
+    if (toolUses.length === 0 && !plainTurns) continue;
+
     const found = find(content, lookup, fallback);
     if (found !== undefined) {
       message['content'] = restore(content, found);
@@ -68,8 +73,6 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       continue;
     }
 
-    const toolUses = content.filter(isToolUse);
-    if (toolUses.length === 0 && !plainTurns) continue;
     changes.missing++;
     if (disabled) continue;
     if (toolUses.length === 0) {

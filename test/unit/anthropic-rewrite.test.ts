@@ -319,10 +319,12 @@ describe('rewriting an Anthropic Messages request', () => {
     expect(outcome.kind === 'rewritten' && outcome.changes).toEqual({ injected: 0, placeholders: 2, flattened: 0, missing: 2 });
   });
 
-  it('puts remembered thinking back into a plain turn with block content', () => {
+  it('puts remembered thinking back into a plain turn with block content only with plainTurns', () => {
     const plain = { role: 'assistant', content: [{ type: 'text', text: '北京今天晴。' }] };
     const cache = memory([{ keys: anthropicMessageKeys(plain), reasoning: encodeThinking([thinking('直接回答。')]) }]);
-    const { messages } = rewritten(rewriteMessagesRequest(body({ messages: [{ role: 'user', content: '?' }, plain] }), cache.lookup, PLACEHOLDER));
+    const request = body({ messages: [{ role: 'user', content: '?' }, plain] });
+    expect(rewriteMessagesRequest(request, cache.lookup, PLACEHOLDER).kind).toBe('unchanged');
+    const { messages } = rewritten(rewriteMessagesRequest(request, cache.lookup, { degrade: 'placeholder', plainTurns: true }));
     expect(messages[1]?.['content']).toEqual([thinking('直接回答。'), ...plain.content]);
   });
 
@@ -367,5 +369,14 @@ describe('rewriting an Anthropic Messages request', () => {
         if (outcome.kind === 'rewritten') assertNoOrphans(JSON.parse(outcome.body.toString('utf8')).messages as Json[]);
       }
     }
+  });
+});
+
+describe('flattening malformed ids', () => {
+  it('takes a tool_result with an empty tool_use_id along with its tool_use (no orphan)', () => {
+    const request = { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: [use('', 'read_file', {})] }, { role: 'user', content: [result('', 'text')] }] };
+    const { messages } = rewritten(rewriteMessagesRequest(body(request), memory().lookup, FLATTEN));
+    expect(JSON.stringify(messages)).not.toContain('"tool_result"');
+    expect(JSON.stringify(messages)).not.toContain('"tool_use"');
   });
 });

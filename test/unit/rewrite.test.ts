@@ -88,11 +88,11 @@ describe('rewriting a chat request', () => {
     expect(JSON.stringify(messages)).not.toContain('另一轮的推理。');
     expect(outcome.kind === 'rewritten' && outcome.changes.flattened).toBeGreaterThanOrEqual(1);
     expect(cache.calls.flat().some((key) => key.startsWith('fp:'))).toBe(false);
-    // A message without ids still has only its fingerprint to go by.
+    // A message without ids (a plain turn, looked up when the retry asks for plain turns) still has its fingerprint.
     const noIds = { role: 'assistant', content: 'plain answer' };
     const plain = memory([{ keys: messageKeys(noIds), reasoning: '普通回答的推理。' }]);
     const req = { messages: [{ role: 'user', content: 'q' }, noIds, { role: 'user', content: 'again' }] };
-    const { messages: out } = rewritten(rewriteChatRequest(body(req), plain.lookup, { degrade: 'flatten', fingerprintFallback: false }));
+    const { messages: out } = rewritten(rewriteChatRequest(body(req), plain.lookup, { degrade: 'flatten', plainTurns: true, fingerprintFallback: false }));
     expect(out[1]?.['reasoning_content']).toBe('普通回答的推理。');
   });
 
@@ -137,6 +137,12 @@ describe('rewriting a chat request', () => {
     const request = { messages: [readTurn, toolResult('call_read_1', 'a'), again, toolResult('call_read_9', 'b')] };
     const { messages } = rewritten(rewriteChatRequest(body(request), memory().lookup, PLACEHOLDER));
     expect(messages[0]?.['reasoning_content']).not.toBe(messages[2]?.['reasoning_content']);
+  });
+
+  it('flattens a call with an empty id together with its result (no orphan tool message)', () => {
+    const request = { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [call('', 'read_file', '{}')] }, toolResult('', 'text'), { role: 'user', content: 'next' }] };
+    const { messages } = rewritten(rewriteChatRequest(body(request), memory().lookup, FLATTEN));
+    expect(messages.some((m) => m['role'] === 'tool')).toBe(false);
   });
 
   it('flattens a tool exchange into text with no orphan tool message and no call markers', () => {
@@ -234,11 +240,15 @@ describe('rewriting a chat request', () => {
     expect(messages[2]?.['tool_calls']).toBeUndefined();
   });
 
-  it('injects remembered reasoning into plain turns without plainTurns', () => {
-    const plain = { role: 'assistant', content: '北京今天晴。' };
-    const cache = memory([{ keys: messageKeys(plain), reasoning: '直接回答。' }]);
-    const { messages } = rewritten(rewriteChatRequest(body({ messages: [{ role: 'user', content: '?' }, plain] }), cache.lookup, PLACEHOLDER));
-    expect(messages[1]?.['reasoning_content']).toBe('直接回答。');
+  it('looks plain turns up only with plainTurns: a short reply must not take another conversation\'s reasoning', () => {
+    const plain = { role: 'assistant', content: '好的' };
+    const cache = memory([{ keys: messageKeys(plain), reasoning: '另一段对话的推理。' }]);
+    const request = body({ messages: [{ role: 'user', content: '?' }, plain, { role: 'user', content: 'next' }] });
+    const outcome = rewriteChatRequest(request, cache.lookup, PLACEHOLDER);
+    expect(outcome.kind).toBe('unchanged');
+    expect(cache.calls).toEqual([]);
+    const { messages } = rewritten(rewriteChatRequest(request, cache.lookup, { degrade: 'placeholder', plainTurns: true }));
+    expect(messages[1]?.['reasoning_content']).toBe('另一段对话的推理。');
   });
 
   it('keeps other fields and their order', () => {
