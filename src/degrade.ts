@@ -73,7 +73,8 @@ export function flattenToolExchange(messages: readonly unknown[], index: number,
   const message = messages[index];
   const assistant = isRecord(message) ? message : {};
   const calls = toolCallsOf(assistant);
-  const ids = new Set(calls.map(toolCallId).filter((id) => id !== ''));
+  // Every id, '' included: a result that names an empty id belongs to that call and must go with it.
+  const ids = new Set(calls.map(toolCallId));
 
   const results = new Map<string, unknown[]>();
   const consumed: number[] = [];

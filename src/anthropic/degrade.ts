@@ -71,7 +71,7 @@ export function flattenToolUse(messages: readonly unknown[], index: number, step
   const byId = new Map<unknown, unknown>();
   for (const block of toolUses) {
     const id = block['id'];
-    if (id !== undefined && id !== null && id !== '' && !byId.has(id)) byId.set(id, block);
+    if (id !== undefined && id !== null && !byId.has(id)) byId.set(id, block);
   }
 
   const answered = new Set<unknown>();
