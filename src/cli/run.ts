@@ -72,6 +72,9 @@ export function runChild(file: string, args: readonly string[], env: Record<stri
     const child = spawn(file, args, { stdio: 'inherit', env });
     const forwarders = FORWARDED_SIGNALS.map((signal) => {
       const forward = (): void => {
+        // On a terminal, Ctrl-C already reached the child (the whole foreground process group
+        // gets it): forwarding it again would make one press count twice.
+        if (signal === 'SIGINT' && process.stdin.isTTY) return;
         child.kill(signal);
       };
       process.on(signal, forward);
