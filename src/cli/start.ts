@@ -12,6 +12,17 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   // One request's bug must not take every other conversation down with it.
   process.on('unhandledRejection', (err) => log.error('internal error; the proxy keeps serving', { error: (err as Error)?.name ?? typeof err }));
 
+  // Handlers first, banner second: until a listener exists the OS default for SIGTERM applies,
+  // and whoever reads the banner may send it at once.
+  const stopped = new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('stopping', { signal });
+      proxy.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
   const out = process.stdout;
   out.write(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
   out.write(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
@@ -23,12 +34,5 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   out.write(`Or one command:  npx mimo-proxy run --port ${proxy.port} -- <command>\n`);
   out.write(`Status: ${proxy.url}/   Stop: Ctrl-C\n`);
 
-  return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('stopping', { signal });
-      proxy.close().then(() => resolve(0), () => resolve(1));
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  return stopped;
 }
