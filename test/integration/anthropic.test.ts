@@ -9,7 +9,7 @@ import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runAnthropicConversation, sendMessages, type Turn } from '../support/anthropic-conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 
 const URL_ = 'https://api.xiaomimimo.com/anthropic/v1/messages';
@@ -20,15 +20,9 @@ describe('the Anthropic surface', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 3, rejectPlaceholders: true });
-    h = await startHarness([...upstreamArgs(fake), '--no-persist']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 3, rejectPlaceholders: true }, ['--no-persist']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
   afterEach(() => {
     fake.options.rejectPlaceholders = true;
     fake.options.sseFramedErrors = false;

@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs, resolveConfig, withEnvironment } from '../../src/config.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from '../support/fake-mimo.js';
-import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { liveBytes, rawExchange } from '../support/net.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
@@ -302,15 +302,9 @@ describe('a slow reader', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 0, padBytes: PAD });
-    h = await startHarness([...upstreamArgs(fake), '--no-persist']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 0, padBytes: PAD }, ['--no-persist']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
 
   it('holds the upstream back while the client reads 1 KB per 100 ms, then delivers every byte', async () => {
     const finishedBefore = fake.finishedResponses;
@@ -373,15 +367,9 @@ describe('upstream faults', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 3 });
-    h = await startHarness([...upstreamArgs(fake), '--no-persist', '--timeout', '500ms']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 3 }, ['--no-persist', '--timeout', '500ms']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
   afterEach(() => {
     fake.options = { toolRounds: 3 };
   });
@@ -486,15 +474,9 @@ describe('client faults', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 3 });
-    h = await startHarness([...upstreamArgs(fake), '--no-persist', '--max-body', '64KiB']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 3 }, ['--no-persist', '--max-body', '64KiB']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
   afterEach(() => {
     fake.options = { toolRounds: 3 };
   });
@@ -657,15 +639,9 @@ describe('hostile input', () => {
   const reset: FakeMimoOptions = { toolRounds: 1, digestBodies: true };
 
   beforeAll(async () => {
-    fake = await startFakeMimo(reset);
-    h = await startHarness([...upstreamArgs(fake), '--no-persist', '--max-body', '1MiB']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig(reset, ['--no-persist', '--max-body', '1MiB']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
   afterEach(() => {
     fake.options = { ...reset };
   });

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 import { rmSync } from 'node:fs';
@@ -19,15 +19,9 @@ describe('the reasoning plugin', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 3 });
-    h = await startHarness([...upstreamArgs(fake), '--no-persist']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 3 }, ['--no-persist']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
   afterEach(() => {
     fake.options.rejectPlaceholders = false;
     fake.options.sseFramedErrors = false;

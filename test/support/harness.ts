@@ -9,7 +9,8 @@ import path from 'node:path';
 import { parseArgs, resolveConfig } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { startProxy, type RunningProxy } from '../../src/server.js';
-import type { FakeMimo } from './fake-mimo.js';
+import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from './fake-mimo.js';
+import { ConnectAgent } from './proxy-client.js';
 
 export interface Harness {
   proxy: RunningProxy;
@@ -48,4 +49,23 @@ export async function startHarness(args: string[], options: { certsDir?: string;
       if (!options.keepCerts && !options.certsDir) rmSync(certsDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface Rig {
+  fake: FakeMimo;
+  h: Harness;
+  agent: ConnectAgent;
+}
+
+/** The usual integration setup: a fake MiMo, the proxy in front of it (`args` added), a CONNECT agent. */
+export async function startRig(fakeOptions: FakeMimoOptions = {}, args: string[] = []): Promise<Rig> {
+  const fake = await startFakeMimo(fakeOptions);
+  const h = await startHarness([...upstreamArgs(fake), ...args]);
+  return { fake, h, agent: new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port }) };
+}
+
+export async function stopRig(rig: Partial<Rig>): Promise<void> {
+  rig.agent?.destroy();
+  await rig.h?.stop();
+  await rig.fake?.close();
 }

@@ -1,39 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { body, memory, rewritten, type Json } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
 import { anthropicFingerprintKey, anthropicMessageKeys } from '../../src/anthropic/fingerprint.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
 import { encodeThinking, type ThinkingBlock } from '../../src/anthropic/types.js';
-import type { RewriteOutcome, RewritePolicy } from '../../src/rewrite.js';
+import type { RewritePolicy } from '../../src/rewrite.js';
 
-type Json = Record<string, any>;
 
-/** A cache stand-in: the first key it holds wins, as the real one does. */
-function memory(entries: readonly Learned[] = []): { lookup: (keys: readonly string[]) => string | undefined; calls: string[][] } {
-  const map = new Map<string, string>();
-  for (const entry of entries) for (const key of entry.keys) map.set(key, entry.reasoning);
-  const calls: string[][] = [];
-  return {
-    calls,
-    lookup: (keys) => {
-      calls.push([...keys]);
-      for (const key of keys) {
-        const value = map.get(key);
-        if (value !== undefined) return value;
-      }
-      return undefined;
-    },
-  };
-}
 
-const body = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
 const PLACEHOLDER: RewritePolicy = { degrade: 'placeholder' };
 const FLATTEN: RewritePolicy = { degrade: 'flatten' };
 
-function rewritten(outcome: RewriteOutcome): { request: Json; messages: Json[] } {
-  if (outcome.kind !== 'rewritten') throw new Error(`expected a rewrite, got ${outcome.kind}`);
-  const request = JSON.parse(outcome.body.toString('utf8')) as Json;
-  return { request, messages: request['messages'] as Json[] };
-}
 
 const thinking = (text: string, signature = '') => ({ type: 'thinking' as const, thinking: text, signature });
 const use = (id: string, name: string, input: unknown) => ({ type: 'tool_use', id, name, input });

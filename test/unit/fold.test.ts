@@ -1,12 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
 import { fingerprintKey } from '../../src/fingerprint.js';
 import { createStreamFold } from '../../src/tap/fold.js';
 import { createJsonTap } from '../../src/tap/json.js';
 import { createSseTap } from '../../src/tap/sse.js';
 
-const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
 
 /** Feeds the chunks to a fresh SSE tap and returns what it learned. */
 function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number }): Learned[] | undefined {
@@ -15,32 +14,7 @@ function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number
   return tap.end();
 }
 
-/** A small seeded PRNG (mulberry32), so random splits are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function randomSplit(bytes: Buffer, random: () => number, maxCuts: number): Buffer[] {
-  const cuts = new Set<number>();
-  const count = 1 + Math.floor(random() * maxCuts);
-  for (let i = 0; i < count; i++) cuts.add(Math.floor(random() * (bytes.length + 1)));
-  const sorted = [...cuts].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let from = 0;
-  for (const cut of sorted) {
-    pieces.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  pieces.push(bytes.subarray(from));
-  return pieces;
-}
 
 const TOOL_REASONING =
   '用户想知道入口文件里的配置是怎么加载的。我应该先读 src/主.ts，再用 grep 找 loadConfig 的调用点。😀 两个工具可以并行调用。';

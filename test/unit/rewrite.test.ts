@@ -1,40 +1,17 @@
 import { describe, expect, it } from 'vitest';
+import { body, memory, rewritten, type Json } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
 import { fingerprintKey, messageKeys } from '../../src/fingerprint.js';
-import { rewriteChatRequest, thinkingDisabled, type RewriteOutcome, type RewritePolicy } from '../../src/rewrite.js';
+import { rewriteChatRequest, thinkingDisabled, type RewritePolicy } from '../../src/rewrite.js';
 
-type Json = Record<string, unknown>;
 
 const call = (id: string, name: string, args: string) => ({ id, type: 'function', function: { name, arguments: args } });
 const toolResult = (id: string, content: unknown) => ({ role: 'tool', tool_call_id: id, content });
 
-/** A cache stand-in: the first key it holds wins, as the real one does. */
-function memory(entries: readonly Learned[] = []): { lookup: (keys: readonly string[]) => string | undefined; calls: string[][] } {
-  const map = new Map<string, string>();
-  for (const entry of entries) for (const key of entry.keys) map.set(key, entry.reasoning);
-  const calls: string[][] = [];
-  return {
-    calls,
-    lookup: (keys) => {
-      calls.push([...keys]);
-      for (const key of keys) {
-        const value = map.get(key);
-        if (value !== undefined) return value;
-      }
-      return undefined;
-    },
-  };
-}
 
-const body = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
 const PLACEHOLDER: RewritePolicy = { degrade: 'placeholder' };
 const FLATTEN: RewritePolicy = { degrade: 'flatten' };
 
-function rewritten(outcome: RewriteOutcome): { request: Json; messages: Json[] } {
-  if (outcome.kind !== 'rewritten') throw new Error(`expected a rewrite, got ${outcome.kind}`);
-  const request = JSON.parse(outcome.body.toString('utf8')) as Json;
-  return { request, messages: request['messages'] as Json[] };
-}
 
 const readTurn = { role: 'assistant', content: '我先看一下文件。', tool_calls: [call('call_read_1', 'read_file', '{"path":"src/主.ts"}')] };
 const grepTurn = { role: 'assistant', content: null, tool_calls: [call('call_grep_2', 'grep', '{"pattern":"loadConfig"}'), call('call_grep_3', 'grep', '{"pattern":"env"}')] };

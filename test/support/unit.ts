@@ -1,0 +1,64 @@
+/** Helpers the pure modules' unit tests share: fixtures, seeded random splits, a cache stand-in. */
+import { readFileSync } from 'node:fs';
+import type { Learned } from '../../src/chat/types.js';
+import type { RewriteOutcome } from '../../src/rewrite.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = Record<string, any>;
+
+export const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
+
+export const body = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
+
+export /** A small seeded PRNG (mulberry32), so random splits are reproducible. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Cut `bytes` at up to maxCuts random offsets (duplicates collapse). */
+export function randomSplit(bytes: Buffer, random: () => number, maxCuts: number): Buffer[] {
+  const cuts = new Set<number>();
+  const count = 1 + Math.floor(random() * maxCuts);
+  for (let i = 0; i < count; i++) cuts.add(Math.floor(random() * (bytes.length + 1)));
+  const sorted = [...cuts].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const cut of sorted) {
+    pieces.push(bytes.subarray(from, cut));
+    from = cut;
+  }
+  pieces.push(bytes.subarray(from));
+  return pieces;
+}
+
+/** A cache stand-in: the first key it holds wins, as the real one does. */
+export function memory(entries: readonly Learned[] = []): { lookup: (keys: readonly string[]) => string | undefined; calls: string[][] } {
+  const map = new Map<string, string>();
+  for (const entry of entries) for (const key of entry.keys) map.set(key, entry.reasoning);
+  const calls: string[][] = [];
+  return {
+    calls,
+    lookup: (keys) => {
+      calls.push([...keys]);
+      for (const key of keys) {
+        const value = map.get(key);
+        if (value !== undefined) return value;
+      }
+      return undefined;
+    },
+  };
+}
+
+/** The rewritten request and its messages; throws unless the outcome is a rewrite. */
+export function rewritten(outcome: RewriteOutcome): { request: Json; messages: Json[] } {
+  if (outcome.kind !== 'rewritten') throw new Error(`expected a rewrite, got ${outcome.kind}`);
+  const request = JSON.parse(outcome.body.toString('utf8')) as Json;
+  return { request, messages: request['messages'] as Json[] };
+}
