@@ -25,7 +25,7 @@
  */
 import { hasReasoning, isRecord, type Learned } from '../chat/types.js';
 import type { ResponseTap } from '../tap/fold.js';
-import { createBodyTap, DEFAULT_MAX_JSON_BYTES } from '../tap/json.js';
+import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../tap/json.js';
 import { createFoldingSseTap } from '../tap/sse.js';
 import { anthropicMessageKeys, identifiableTurn } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
@@ -285,14 +285,8 @@ export function createAnthropicJsonTap(options: { maxBytes?: number } = {}): Res
 
 /** Learned entries from a whole Messages response body; undefined when it is not a message (error, invalid JSON). */
 export function learnedFromMessageBody(body: Uint8Array): Learned[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(new TextDecoder('utf-8').decode(body));
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(parsed)) return undefined;
-  if (parsed['type'] === 'error' || (parsed['error'] !== undefined && parsed['error'] !== null)) return undefined;
+  const parsed = successBody(body);
+  if (!parsed) return undefined;
   if (!Array.isArray(parsed['content'])) return undefined;
   if (parsed['role'] !== undefined && parsed['role'] !== 'assistant') return undefined;
   const loose = typeof parsed['reasoning_content'] === 'string' ? parsed['reasoning_content'] : '';

@@ -53,14 +53,8 @@ export function createBodyTap(learn: (body: Uint8Array) => Learned[] | undefined
 
 /** Learned entries from a whole completion body; undefined when it is not one (error, invalid JSON). */
 export function learnedFromBody(body: Uint8Array): Learned[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(new TextDecoder('utf-8').decode(body));
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(parsed)) return undefined;
-  if (parsed['error'] !== undefined && parsed['error'] !== null) return undefined;
+  const parsed = successBody(body);
+  if (!parsed) return undefined;
   const choices = parsed['choices'];
   if (!Array.isArray(choices)) return undefined;
   const learned: Learned[] = [];
@@ -72,4 +66,17 @@ export function learnedFromBody(body: Uint8Array): Learned[] | undefined {
     if (entry) learned.push(entry);
   }
   return learned;
+}
+
+/** A response body's JSON object, or undefined when it is not JSON, not an object, or an error. */
+export function successBody(body: Uint8Array): Record<string, unknown> | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8').decode(body));
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(parsed)) return undefined;
+  if (parsed['type'] === 'error' || (parsed['error'] !== undefined && parsed['error'] !== null)) return undefined;
+  return parsed;
 }
