@@ -60,6 +60,7 @@ export class Engine extends mitm.Proxy {
     this.sink(null, err, `${socketDescription}_ERROR`);
   }
 
+  /** Nothing of the library's to close: it never listened (server.ts owns every socket), and its close() would touch servers that do not exist. */
   override close(): this {
     return this;
   }

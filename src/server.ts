@@ -248,7 +248,6 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
         for (const socket of sockets) socket.destroy();
         agents.http.destroy();
         agents.https.destroy();
-        engine.close();
       }).then(() => cache.close());
       return closing;
     },
