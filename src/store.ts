@@ -14,10 +14,14 @@
  * every PRUNE_EVERY_WRITES writes; when over a bound, the keys that expire
  * first go, a bounded batch per write.
  *
- * Failure policy: a corrupt, foreign or locked file at open is moved aside
- * with one warning and an empty store takes its place; an unwritable data
- * dir is a startup error; at request time a failed read or write is a
- * rate-limited warning and the proxy carries on from memory.
+ * Failure policy: a corrupt or foreign file at open is moved aside with one
+ * warning and an empty store takes its place. A file another process holds
+ * is not damaged: open waits up to the open-time busy timeout, then startup
+ * fails with STORE_LOCKED. Two proxies may share one file (WAL: readers never
+ * wait, writers take turns). An unwritable data dir is a startup error; at
+ * request time a failed read or write (a lock held past
+ * RUNTIME_BUSY_TIMEOUT_MS included) is a rate-limited warning and the proxy
+ * carries on from memory.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -56,8 +60,14 @@ export interface StoreOptions {
 
 export const STORE_FILE = 'reasoning.sqlite';
 const SCHEMA_VERSION = 1;
-/** Long enough to outlast another proxy's write transaction (each is one small remember). */
+/** Long enough to outlast another proxy's write transaction (each is one small remember) or its startup prune. */
 const DEFAULT_BUSY_TIMEOUT_MS = 3_000;
+/**
+ * After open: node:sqlite is synchronous, so a wait for another process's lock
+ * stalls the event loop (all traffic). Another proxy's transaction takes well
+ * under a millisecond; past this, the write gives up and memory keeps the entry.
+ */
+export const RUNTIME_BUSY_TIMEOUT_MS = 50;
 const PRUNE_EVERY_WRITES = 256;
 /** At most this many keys deleted per eviction round; rounds per write are bounded too, so no write stalls. */
 const EVICT_BATCH = 64;
@@ -76,6 +86,7 @@ const SQLITE_CANTOPEN = 14;
 const SQLITE_NOTADB = 26;
 
 const DATA_DIR_HINT = 'pass --data DIR with a directory you own, or --no-persist';
+const LOCKED_HINT = 'stop the other mimo-proxy that uses this data folder, or pass --data DIR with another folder, or --no-persist';
 
 type Sqlite = typeof import('node:sqlite');
 let sqliteModule: Sqlite | undefined;
@@ -144,13 +155,14 @@ function describe(err: unknown): string {
   return 'error';
 }
 
-/** The file is ours to replace: foreign, damaged or held by someone else. */
+/** The file is ours to replace: foreign or damaged. */
 class UnusableStore extends Error {
   constructor(readonly reason: string) {
     super(reason);
   }
 }
 
+/** Unusable files only; a busy or locked file is in use, not damaged, and is never replaced. */
 function classifyOpenError(err: unknown): UnusableStore | undefined {
   if (err instanceof UnusableStore) return err;
   switch (sqliteCode(err)) {
@@ -158,12 +170,14 @@ function classifyOpenError(err: unknown): UnusableStore | undefined {
       return new UnusableStore('not a database');
     case SQLITE_CORRUPT:
       return new UnusableStore('corrupt');
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return new UnusableStore('locked');
     default:
       return undefined;
   }
+}
+
+function isLocked(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === SQLITE_BUSY || code === SQLITE_LOCKED;
 }
 
 function unwritable(what: string, err: unknown): MimoProxyError {
@@ -217,7 +231,7 @@ function openDatabase(file: string, busyTimeoutMs: number): DatabaseSync {
   const db = new DatabaseSync(file);
   try {
     db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-    // WAL: readers never wait for the writer; NORMAL: no fsync per commit
+    // WAL: readers never wait for the writer, and two proxies can share the file; NORMAL: no fsync per commit
     // (a power cut may lose the last few entries, never corrupt the file).
     db.prepare('PRAGMA journal_mode = WAL').get();
     db.exec('PRAGMA synchronous = NORMAL');
@@ -300,6 +314,7 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     const rounds = Math.ceil(keyRows / EXPIRED_BATCH) + 1;
     for (let i = 0; i < rounds && this.#pruneExpired(now()) === EXPIRED_BATCH; i++);
     this.#evictToBounds(Math.ceil(keyRows / EVICT_BATCH) + 1);
+    db.exec(`PRAGMA busy_timeout = ${RUNTIME_BUSY_TIMEOUT_MS}`);
   }
 
   #recount(): void {
@@ -448,8 +463,9 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 
 /**
  * Open (or create) `<dir>/reasoning.sqlite`. Throws MimoProxyError
- * DATA_DIR_UNWRITABLE when the directory or file cannot be written; replaces
- * an unusable file (moved aside, one warning) with an empty store.
+ * DATA_DIR_UNWRITABLE when the directory or file cannot be written, and
+ * STORE_LOCKED when another process still holds it after the busy timeout;
+ * replaces an unusable file (moved aside, one warning) with an empty store.
  */
 export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): ExpiringReasoningStore {
   validateCacheLimits(limits);
@@ -471,6 +487,10 @@ export function openStore(dir: string, limits: CacheLimits, log: Logger, options
         // already closed
       }
       failure = err;
+      // In use is not damaged: replacing a file another proxy writes to would lose both its entries and ours.
+      if (isLocked(err)) {
+        throw new MimoProxyError('STORE_LOCKED', `another process holds the reasoning store ${file} (still locked after ${busyTimeoutMs} ms)`, LOCKED_HINT, { cause: err });
+      }
       const unusable = classifyOpenError(err);
       if (unusable === undefined || attempt > 0) break;
       const movedTo = moveAside(file);

@@ -160,22 +160,25 @@ describe('openStore', () => {
     expect(lines.filter((l) => l.includes('schema mismatch'))).toHaveLength(1);
   });
 
-  it('moves a locked database aside after the busy timeout', () => {
+  it('refuses a database another connection locks with STORE_LOCKED, and leaves it in place', () => {
     const dir = path.join(tmp, 'data');
-    fs.mkdirSync(dir);
     const file = path.join(dir, 'reasoning.sqlite');
+    store(dir).put(['a\u0000id:1'], '锁', Date.now() + 60_000);
+    for (const s of open.splice(0)) s.close();
     const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
     const holder = new DatabaseSync(file);
     try {
-      holder.exec('PRAGMA locking_mode = EXCLUSIVE; CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);');
+      // Rollback journal and an exclusive lock: even reading waits for it.
+      holder.exec('PRAGMA journal_mode = DELETE; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; INSERT INTO keys VALUES (1, 2, 3, 4);');
       const { log, lines } = capture();
-      const s = store(dir, limits(), log);
-      expect(lines.filter((l) => l.includes('reason=locked'))).toHaveLength(1);
-      s.put(['a\u0000id:1'], '锁', Date.now() + 60_000);
-      expect(s.get('a\u0000id:1', Date.now())).toBe('锁');
+      expect(() => store(dir, limits(), log)).toThrow(expect.objectContaining({ code: 'STORE_LOCKED' }));
+      expect(lines).toEqual([]);
+      expect(fs.readdirSync(dir).filter((f) => f.includes('.corrupt-'))).toEqual([]);
     } finally {
+      holder.exec('ROLLBACK');
       holder.close();
     }
+    expect(store(dir).get('a\u0000id:1', Date.now())).toBe('锁');
   });
 
   it('creates the dir 0700 and the file 0600', () => {
