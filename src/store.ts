@@ -14,14 +14,15 @@
  * every PRUNE_EVERY_WRITES writes; when over a bound, the keys that expire
  * first go, a bounded batch per write.
  *
- * Failure policy: a corrupt or foreign file at open is moved aside with one
- * warning and an empty store takes its place. A file another process holds
- * is not damaged: open waits up to the open-time busy timeout, then startup
- * fails with STORE_LOCKED. Two proxies may share one file (WAL: readers never
- * wait, writers take turns). An unwritable data dir is a startup error; at
- * request time a failed read or write (a lock held past
- * RUNTIME_BUSY_TIMEOUT_MS included) is a rate-limited warning and the proxy
- * carries on from memory.
+ * Failure policy: a corrupt file, or one that is not ours (not SQLite, a
+ * foreign schema, another program's tables), is moved aside with one warning
+ * and an empty store takes its place; its contents are never modified. A file
+ * another process holds is not damaged: open waits up to the open-time busy
+ * timeout, then startup fails with STORE_LOCKED. Two proxies may share one
+ * file (WAL: readers never wait, writers take turns). An unwritable data dir
+ * is a startup error; at request time a failed read or write (a lock held
+ * past RUNTIME_BUSY_TIMEOUT_MS included) is a rate-limited warning and the
+ * proxy carries on from memory.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -155,7 +156,7 @@ function describe(err: unknown): string {
   return 'error';
 }
 
-/** The file is ours to replace: foreign or damaged. */
+/** The file is ours to replace: damaged, or not ours (not SQLite, another schema, another program's tables). */
 class UnusableStore extends Error {
   constructor(readonly reason: string) {
     super(reason);
@@ -226,35 +227,59 @@ const EXPECTED_COLUMNS: Record<string, string> = {
   keys: 'key,hash,expires_at,bytes',
 };
 
+/** Every schema object we create; anything else in a file without our user_version is another program's. */
+const OUR_OBJECTS = new Set(['reasoning', 'reasoning_bytes', 'keys', 'keys_expires', 'keys_hash']);
+
+function schemaVersion(db: DatabaseSync): number {
+  return Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+}
+
+/** A file with user_version 0 is ours to set up only when it holds nothing of anyone else's. */
+function refuseForeign(db: DatabaseSync): void {
+  const names = db.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").all();
+  if (names.some((row) => !OUR_OBJECTS.has(String((row as { name: unknown }).name)))) throw new UnusableStore('foreign tables');
+}
+
+function checkColumns(db: DatabaseSync): void {
+  for (const [table, columns] of Object.entries(EXPECTED_COLUMNS)) {
+    const names = db.prepare(`PRAGMA table_info(${table})`).all().map((row) => String((row as { name: unknown }).name));
+    if (names.join(',') !== columns) throw new UnusableStore(`schema mismatch in table ${table}`);
+  }
+}
+
 function openDatabase(file: string, busyTimeoutMs: number): DatabaseSync {
   const { DatabaseSync } = loadSqlite();
   const db = new DatabaseSync(file);
   try {
     db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-    // WAL: readers never wait for the writer, and two proxies can share the file; NORMAL: no fsync per commit
-    // (a power cut may lose the last few entries, never corrupt the file).
-    db.prepare('PRAGMA journal_mode = WAL').get();
-    db.exec('PRAGMA synchronous = NORMAL');
+    // Read-only checks first, so a file that is not ours is moved aside exactly as it was found.
     const check = db.prepare('PRAGMA quick_check').all();
     if (check.length !== 1 || Object.values(check[0] ?? {})[0] !== 'ok') throw new UnusableStore('quick_check failed');
-    const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
-    if (version !== 0 && version !== SCHEMA_VERSION) throw new UnusableStore(`unknown schema version ${version}`);
+    const version = schemaVersion(db);
+    if (version === 0) refuseForeign(db);
+    else if (version === SCHEMA_VERSION) checkColumns(db);
+    else throw new UnusableStore(`unknown schema version ${version}`);
+    // WAL: readers never wait for the writer, and two proxies can share the file;
+    // NORMAL: no fsync per commit (a power cut may lose the last few entries, never corrupt the file).
+    db.prepare('PRAGMA journal_mode = WAL').get();
+    db.exec('PRAGMA synchronous = NORMAL');
     if (version === 0) {
-      db.exec(`
-        BEGIN IMMEDIATE;
-        CREATE TABLE IF NOT EXISTS reasoning (hash TEXT PRIMARY KEY, bytes INTEGER NOT NULL, text TEXT NOT NULL);
-        -- covering index: count and sum at open without reading the texts
-        CREATE INDEX IF NOT EXISTS reasoning_bytes ON reasoning (bytes);
-        CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at INTEGER NOT NULL, bytes INTEGER NOT NULL);
-        CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires_at);
-        CREATE INDEX IF NOT EXISTS keys_hash ON keys (hash);
-        PRAGMA user_version = ${SCHEMA_VERSION};
-        COMMIT;
-      `);
-    }
-    for (const [table, columns] of Object.entries(EXPECTED_COLUMNS)) {
-      const names = db.prepare(`PRAGMA table_info(${table})`).all().map((row) => String((row as { name: unknown }).name));
-      if (names.join(',') !== columns) throw new UnusableStore(`schema mismatch in table ${table}`);
+      db.exec('BEGIN IMMEDIATE');
+      // Another proxy may have set the file up while we waited for the lock.
+      if (schemaVersion(db) === 0) {
+        refuseForeign(db);
+        db.exec(`
+          CREATE TABLE IF NOT EXISTS reasoning (hash TEXT PRIMARY KEY, bytes INTEGER NOT NULL, text TEXT NOT NULL);
+          -- covering index: count and sum at open without reading the texts
+          CREATE INDEX IF NOT EXISTS reasoning_bytes ON reasoning (bytes);
+          CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at INTEGER NOT NULL, bytes INTEGER NOT NULL);
+          CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires_at);
+          CREATE INDEX IF NOT EXISTS keys_hash ON keys (hash);
+          PRAGMA user_version = ${SCHEMA_VERSION};
+        `);
+      }
+      db.exec('COMMIT');
+      checkColumns(db);
     }
     return db;
   } catch (err) {

@@ -181,6 +181,52 @@ describe('openStore', () => {
     expect(store(dir).get('a\u0000id:1', Date.now())).toBe('锁');
   });
 
+  it("moves another program's SQLite file aside untouched and starts a fresh store", () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'reasoning.sqlite');
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const foreign = new DatabaseSync(file);
+    foreign.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('购物清单'), ('milk');");
+    foreign.close();
+    const before = fs.readFileSync(file);
+
+    const { log, lines } = capture();
+    const s = store(dir, limits(), log);
+    const warnings = lines.filter((l) => l.includes(' WARN '));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('reason="foreign tables"');
+    const aside = fs.readdirSync(dir).filter((f) => f.startsWith('reasoning.sqlite.corrupt-'));
+    expect(aside).toHaveLength(1);
+    expect(warnings[0]).toContain(path.join(dir, aside[0] ?? ''));
+    // Byte for byte what it was: no tables of ours, no WAL switch, no user_version.
+    expect(fs.readFileSync(path.join(dir, aside[0] ?? '')).equals(before)).toBe(true);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith(`${aside[0]}-`))).toEqual([]);
+
+    s.put(['a\u0000id:1'], CHINESE, Date.now() + 60_000);
+    expect(s.get('a\u0000id:1', Date.now())).toBe(CHINESE);
+    const check = new DatabaseSync(path.join(dir, aside[0] ?? ''), { readOnly: true });
+    try {
+      expect(check.prepare('SELECT body FROM notes ORDER BY id').all().map((r) => r.body)).toEqual(['购物清单', 'milk']);
+      expect(check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((r) => r.name)).toEqual(['notes']);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('sets up an empty SQLite file (user_version 0, no tables) as a store', () => {
+    const dir = path.join(tmp, 'data');
+    fs.mkdirSync(dir);
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const empty = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
+    empty.exec('PRAGMA page_size = 8192; VACUUM;');
+    empty.close();
+    const { log, lines } = capture();
+    store(dir, limits(), log).put(['a\u0000id:1'], '空', Date.now() + 60_000);
+    expect(lines).toEqual([]);
+    expect(fs.readdirSync(dir).filter((f) => f.includes('.corrupt-'))).toEqual([]);
+  });
+
   it('creates the dir 0700 and the file 0600', () => {
     const dir = path.join(tmp, 'nested', 'data');
     const s = store(dir);
