@@ -4,9 +4,17 @@
  *
  * Schema (user_version 1):
  *   reasoning(hash, bytes, text)          each text once, by sha256 of its UTF-8
- *   keys(key, hash, expires_at, bytes)    full key (scope NUL key) -> text hash
+ *   keys(key, hash, expires_at, bytes)    full key (scope NUL key) -> text hash,
+ *                                         or CONFLICTED ('')
  * A text is deleted with its last key, in the same transaction, so the two
  * tables never disagree.
+ *
+ * Conflicts: a key that two different texts were learned under leads to
+ * neither (nothing can tell which one the model produced for it). It keeps
+ * its row with the CONFLICTED hash, which no text has, so a lookup misses;
+ * it keeps the later expiry and stays conflicted until then, then it is
+ * pruned like any key. Texts that differ only in surrounding whitespace are
+ * the same reasoning (sameReasoning): no conflict, the stored one stays.
  *
  * Bounds: the same limits as memory. `entries` counts stored texts, `bytes`
  * counts UTF-8 bytes of texts plus keys (Chinese is 3 bytes a character here,
@@ -35,7 +43,8 @@ import type { Logger, LogFields } from './log.js';
 
 export interface ReasoningStore {
   get(fullKey: string, now: number): string | undefined;
-  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): void;
+  /** Learn `reasoning` under `fullKeys`; returns those of them that are conflicted after this put. */
+  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): string[];
   stats(): { entries: number; bytes: number };
   close(): void;
   readonly path: string;
@@ -61,6 +70,8 @@ export interface StoreOptions {
 
 export const STORE_FILE = 'reasoning.sqlite';
 const SCHEMA_VERSION = 1;
+/** The hash of a conflicted key: no text has it, so the key leads nowhere. */
+const CONFLICTED = '';
 /** Long enough to outlast another proxy's write transaction (each is one small remember) or its startup prune. */
 const DEFAULT_BUSY_TIMEOUT_MS = 3_000;
 /**
@@ -88,6 +99,11 @@ const SQLITE_NOTADB = 26;
 
 const DATA_DIR_HINT = 'pass --data DIR with a directory you own, or --no-persist';
 const LOCKED_HINT = 'stop the other mimo-proxy that uses this data folder, or pass --data DIR with another folder, or --no-persist';
+
+/** Two texts learned under one key are the same reasoning when they differ only in surrounding whitespace. */
+export function sameReasoning(a: string, b: string): boolean {
+  return a === b || a.trim() === b.trim();
+}
 
 type Sqlite = typeof import('node:sqlite');
 let sqliteModule: Sqlite | undefined;
@@ -307,6 +323,7 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
   readonly #q: Record<
     | 'find'
     | 'insertText'
+    | 'selectText'
     | 'selectKey'
     | 'insertKey'
     | 'updateKey'
@@ -326,7 +343,8 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     this.#q = {
       find: db.prepare('SELECT r.text AS text, k.expires_at AS expires_at FROM keys k JOIN reasoning r ON r.hash = k.hash WHERE k.key = ? AND k.expires_at > ?'),
       insertText: db.prepare('INSERT OR IGNORE INTO reasoning (hash, bytes, text) VALUES (?, ?, ?)'),
-      selectKey: db.prepare('SELECT hash FROM keys WHERE key = ?'),
+      selectText: db.prepare('SELECT text FROM reasoning WHERE hash = ?'),
+      selectKey: db.prepare('SELECT hash, expires_at FROM keys WHERE key = ?'),
       insertKey: db.prepare('INSERT INTO keys (key, hash, expires_at, bytes) VALUES (?, ?, ?, ?)'),
       updateKey: db.prepare('UPDATE keys SET hash = ?, expires_at = ? WHERE key = ?'),
       deleteOrphan: db.prepare('DELETE FROM reasoning WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM keys WHERE hash = ?) RETURNING bytes'),
@@ -364,42 +382,69 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     return this.find(fullKey, now)?.reasoning;
   }
 
-  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): void {
-    if (this.#closed || fullKeys.length === 0) return;
+  put(fullKeys: readonly string[], reasoning: string, expiresAt: number): string[] {
+    if (this.#closed || fullKeys.length === 0) return [];
     const keys = [...new Set(fullKeys)];
     const textBytes = Buffer.byteLength(reasoning, 'utf8');
     const keyBytes = keys.map((k) => Buffer.byteLength(k, 'utf8'));
     // One entry bigger than the whole budget would only evict everything else.
-    if (textBytes + keyBytes.reduce((a, b) => a + b, 0) > this.#limits.maxBytes) return;
+    if (textBytes + keyBytes.reduce((a, b) => a + b, 0) > this.#limits.maxBytes) return [];
     const hash = createHash('sha256').update(reasoning, 'utf8').digest('hex');
+    const now = this.#now();
+    const conflicted: string[] = [];
     try {
       this.#transaction(() => {
-        let entries = 0;
         let bytes = 0;
-        if (this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
-          entries++;
-          bytes += textBytes;
-        }
-        const replaced = new Set<string>();
+        let used = false; // does any key lead to this text after the put?
+        const released = new Set<string>();
         keys.forEach((key, i) => {
-          const old = this.#q.selectKey.get(key) as { hash: string } | undefined;
+          const old = this.#q.selectKey.get(key) as { hash: string; expires_at: number } | undefined;
           if (old === undefined) {
             this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
             bytes += keyBytes[i] ?? 0;
-          } else {
-            this.#q.updateKey.run(hash, expiresAt, key);
-            if (old.hash !== hash) replaced.add(old.hash);
+            used = true;
+            return;
           }
+          const oldExpiresAt = Number(old.expires_at);
+          const stored = old.hash === CONFLICTED || old.hash === hash ? undefined : (this.#q.selectText.get(old.hash) as { text: string } | undefined)?.text;
+          // Expired (not pruned yet), or a text that went missing: nothing to disagree with, start afresh.
+          if (oldExpiresAt <= now || (old.hash !== CONFLICTED && old.hash !== hash && stored === undefined)) {
+            this.#q.updateKey.run(hash, expiresAt, key);
+            if (old.hash !== hash) released.add(old.hash);
+            used = true;
+            return;
+          }
+          const later = Math.max(oldExpiresAt, expiresAt);
+          if (old.hash === hash || (stored !== undefined && sameReasoning(stored, reasoning))) {
+            this.#q.updateKey.run(old.hash, later, key);
+            return;
+          }
+          this.#q.updateKey.run(CONFLICTED, later, key);
+          released.add(old.hash);
+          conflicted.push(key);
         });
-        const orphans = this.#deleteOrphans(replaced);
+        let entries = 0;
+        if (used && this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
+          entries++;
+          bytes += textBytes;
+        }
+        const orphans = this.#deleteOrphans(released);
         return [entries - orphans.entries, bytes - orphans.bytes];
       });
+    } catch (err) {
+      // Rolled back: nothing was learned, so nothing is known to be conflicted either.
+      this.#warnWrite('reasoning store write failed; keeping it in memory only', { file: this.path, error: describe(err) });
+      return [];
+    }
+    try {
       this.#writes++;
       if (this.#writes % PRUNE_EVERY_WRITES === 0) this.#pruneExpired(this.#now());
       this.#evictToBounds(EVICT_ROUNDS_PER_WRITE);
     } catch (err) {
+      // The put itself is committed; the next write tries again.
       this.#warnWrite('reasoning store write failed; keeping it in memory only', { file: this.path, error: describe(err) });
     }
+    return conflicted;
   }
 
   /** Run `body` in one write transaction; apply its [entries, bytes] delta only once committed. */
@@ -424,6 +469,7 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     let entries = 0;
     let bytes = 0;
     for (const hash of hashes) {
+      if (hash === CONFLICTED) continue;
       for (const row of this.#q.deleteOrphan.all(hash, hash) as { bytes: number }[]) {
         entries++;
         bytes += Number(row.bytes);

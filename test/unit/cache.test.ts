@@ -169,7 +169,7 @@ describe('ReasoningCache', () => {
         gets++;
         return stored.get(key);
       },
-      put: () => undefined,
+      put: () => [],
       stats: () => ({ entries: stored.size, bytes: 0 }),
       close: () => undefined,
     };

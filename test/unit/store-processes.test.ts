@@ -245,6 +245,12 @@ describe('two proxies on one data folder', () => {
       expect(await other.ask('get', { key: `a\u0000id:${i}` })).toMatchObject({ value: `第 ${i} 步` });
     }
 
+    // Two texts for one key, one from each: the second writer hears of the conflict, neither finds a text.
+    mine.put(['a\u0000id:both'], '这一种', LATER());
+    expect(await other.ask('put', { keys: ['a\u0000id:both'], text: '另一种', expiresAt: LATER() })).toMatchObject({ conflicted: ['a\u0000id:both'] });
+    expect(mine.get('a\u0000id:both', Date.now())).toBeUndefined();
+    expect(await other.ask('get', { key: 'a\u0000id:both' })).toMatchObject({ value: null });
+
     // One of them stops (checkpointing the WAL); the other carries on with the same file.
     expect(await other.ask('close')).toMatchObject({ ok: true });
     mine.put(['a\u0000id:after'], '之后', LATER());

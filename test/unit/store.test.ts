@@ -5,13 +5,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
-import { openStore, type ReasoningStore } from '../../src/store.js';
+import { openStore, type ExpiringReasoningStore, type ReasoningStore } from '../../src/store.js';
 
 const SCOPE = 'k:0123456789abcdef0123456789abcdef';
 const CHINESE = '首先，我需要理解用户的问题。「读取文件」意味着调用 read_file 工具；注意 emoji 🤔 和换行\r\n以及全角：，。';
 
 let tmp: string;
-const open: ReasoningStore[] = [];
+const open: ExpiringReasoningStore[] = [];
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mimo-store-'));
@@ -26,10 +26,26 @@ function limits(extra: Partial<CacheLimits> = {}): CacheLimits {
   return { ...DEFAULT_CACHE_LIMITS, ...extra };
 }
 
-function store(dir = path.join(tmp, 'data'), l: CacheLimits = limits(), log: Logger = silentLogger, now?: () => number): ReasoningStore {
+function store(dir = path.join(tmp, 'data'), l: CacheLimits = limits(), log: Logger = silentLogger, now?: () => number): ExpiringReasoningStore {
   const s = openStore(dir, l, log, { busyTimeoutMs: 50, ...(now ? { now } : {}) });
   open.push(s);
   return s;
+}
+
+/** Texts and bytes counted from the file itself, as openStore does at startup. */
+function recount(s: ReasoningStore): { entries: number; bytes: number } {
+  const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+  const db = new DatabaseSync(s.path, { readOnly: true });
+  try {
+    const texts = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, coalesce(sum(length(CAST(text AS BLOB))), 0) AS utf8 FROM reasoning').get() as { n: number; b: number; utf8: number };
+    const keys = db.prepare('SELECT coalesce(sum(bytes), 0) AS b, coalesce(sum(length(CAST(key AS BLOB))), 0) AS utf8 FROM keys').get() as { b: number; utf8: number };
+    // The bytes columns must tell the truth about what they sum.
+    expect(texts.b).toBe(texts.utf8);
+    expect(keys.b).toBe(keys.utf8);
+    return { entries: texts.n, bytes: texts.b + keys.b };
+  } finally {
+    db.close();
+  }
 }
 
 function capture(): { log: Logger; lines: string[] } {
@@ -125,9 +141,98 @@ describe('openStore', () => {
     s.put(['a\u0000id:1', 'a\u0000id:2'], '共享', exp);
     s.put(['b\u0000id:1'], '共享', exp);
     expect(s.stats().entries).toBe(1);
-    s.put(['a\u0000id:1', 'a\u0000id:2', 'b\u0000id:1'], '替换', exp);
-    expect(s.stats().entries).toBe(1);
-    expect(s.get('b\u0000id:1', Date.now())).toBe('替换');
+    // Another text under all three keys: each is conflicted, and the shared text, left without a key, goes.
+    expect(s.put(['a\u0000id:1', 'a\u0000id:2', 'b\u0000id:1'], '替换', exp)).toEqual(['a\u0000id:1', 'a\u0000id:2', 'b\u0000id:1']);
+    expect(s.stats().entries).toBe(0);
+    expect(s.get('b\u0000id:1', Date.now())).toBeUndefined();
+    expect(s.stats()).toEqual(recount(s));
+  });
+
+  it('calls a key conflicted when a second, different text is learned under it: both callers are told, nothing is found', () => {
+    const s = store();
+    const exp = Date.now() + 60_000;
+    expect(s.put(['a\u0000id:1', 'a\u0000fp:1'], '第一种想法', exp)).toEqual([]);
+    expect(s.put(['a\u0000id:1', 'a\u0000id:2'], '第二种想法', exp)).toEqual(['a\u0000id:1']);
+    expect(s.get('a\u0000id:1', Date.now())).toBeUndefined();
+    expect(s.find('a\u0000id:1', Date.now())).toBeUndefined();
+    // The other keys of each text still lead to it.
+    expect(s.get('a\u0000fp:1', Date.now())).toBe('第一种想法');
+    expect(s.get('a\u0000id:2', Date.now())).toBe('第二种想法');
+    // Conflicted stays conflicted, whichever text comes next, and each caller hears it.
+    expect(s.put(['a\u0000id:1'], '第一种想法', exp)).toEqual(['a\u0000id:1']);
+    expect(s.put(['a\u0000id:1', 'a\u0000id:3'], '第三种想法', exp)).toEqual(['a\u0000id:1']);
+    expect(s.get('a\u0000id:1', Date.now())).toBeUndefined();
+    expect(s.stats()).toEqual(recount(s));
+  });
+
+  it('drops the text that lost its only key to a conflict, in the same write', () => {
+    const s = store();
+    const exp = Date.now() + 60_000;
+    s.put(['a\u0000id:1'], '甲', exp);
+    expect(s.put(['a\u0000id:1'], '乙', exp)).toEqual(['a\u0000id:1']);
+    expect(s.stats().entries).toBe(0);
+    expect(s.stats()).toEqual(recount(s));
+    expect(recount(s).bytes).toBe(Buffer.byteLength('a\u0000id:1'));
+  });
+
+  it('does not call the same text learned twice, or with other surrounding whitespace, a conflict', () => {
+    const s = store();
+    const exp = Date.now() + 60_000;
+    expect(s.put(['a\u0000id:1'], CHINESE, exp)).toEqual([]);
+    expect(s.put(['a\u0000id:1'], CHINESE, exp + 1)).toEqual([]);
+    expect(s.put(['a\u0000id:1', 'a\u0000id:2'], `\n  ${CHINESE}\n\n`, exp + 2)).toEqual([]);
+    // The stored text is kept for the key it had; a new key gets the text it came with.
+    expect(s.get('a\u0000id:1', Date.now())).toBe(CHINESE);
+    expect(s.get('a\u0000id:2', Date.now())).toBe(`\n  ${CHINESE}\n\n`);
+    expect(s.find('a\u0000id:1', Date.now())?.expiresAt).toBe(exp + 2);
+    expect(s.stats()).toEqual(recount(s));
+  });
+
+  it('keeps a conflict across a restart, with the later expiry of the two, until it expires', () => {
+    const dir = path.join(tmp, 'data');
+    let now = Date.now();
+    const clock = (): number => now;
+    const s = store(dir, limits(), silentLogger, clock);
+    s.put(['a\u0000id:1'], '旧的', now + 10_000);
+    expect(s.put(['a\u0000id:1'], '新的', now + 20_000)).toEqual(['a\u0000id:1']);
+    s.close();
+
+    const reopened = store(dir, limits(), silentLogger, clock);
+    expect(reopened.get('a\u0000id:1', now)).toBeUndefined();
+    now += 15_000; // past the first text's expiry, not the second's: still conflicted
+    expect(reopened.put(['a\u0000id:1'], '新的', now + 20_000)).toEqual(['a\u0000id:1']);
+    expect(reopened.get('a\u0000id:1', now)).toBeUndefined();
+    now += 20_001; // the conflict ran out: a put starts afresh
+    expect(reopened.put(['a\u0000id:1'], '第三个', now + 20_000)).toEqual([]);
+    expect(reopened.get('a\u0000id:1', now)).toBe('第三个');
+    expect(reopened.stats()).toEqual(recount(reopened));
+  });
+
+  it('prunes an expired conflict like any key and keeps its counts right', () => {
+    const dir = path.join(tmp, 'data');
+    const now = Date.now();
+    const s = store(dir, limits(), silentLogger, () => now);
+    s.put(['a\u0000id:1', 'a\u0000id:2'], '一', now + 1_000);
+    s.put(['a\u0000id:1'], '二', now + 2_000);
+    s.close();
+    const later = store(dir, limits(), silentLogger, () => now + 3_000);
+    expect(later.stats()).toEqual({ entries: 0, bytes: 0 });
+    expect(later.stats()).toEqual(recount(later));
+  });
+
+  it('keeps its counters equal to a recount through conflicts, evictions and expiries', () => {
+    const dir = path.join(tmp, 'data');
+    let now = Date.now();
+    const s = store(dir, limits({ maxEntries: 20, maxBytes: 4_000 }), silentLogger, () => now);
+    for (let i = 0; i < 200; i++) {
+      const key = `a\u0000id:${i % 37}`;
+      const text = i % 3 === 0 ? ` 文本 ${i % 5} ` : `文本 ${i % 5}`;
+      s.put([key, `a\u0000fp:${i % 11}`], text, now + 1_000 + (i % 7) * 100);
+      if (i % 50 === 49) now += 400;
+      expect(s.stats()).toEqual(recount(s));
+    }
+    expect(s.stats().entries).toBeLessThanOrEqual(20);
+    expect(s.stats().bytes).toBeLessThanOrEqual(4_000);
   });
 
   it('moves a corrupt file aside with one warning and starts empty', () => {
