@@ -22,7 +22,7 @@ import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment, type ProxyConfig } from '../config.js';
 import { formatHostPort } from '../connect-target.js';
 import { MimoProxyError } from '../errors.js';
-import { clientHost, probeProxy } from './status.js';
+import { clientHost, portTaken, probeProxy } from './status.js';
 
 /** What a command touches of its process, so tests can run commands in-process. */
 export interface CommandIo {
@@ -78,7 +78,11 @@ export async function prepareActivation(config: ProxyConfig, env: Environment): 
   return { target: { ...proxyUrls(config), caPath: ca.caCertPath, bundlePath: bundle.path }, ca, bundle };
 }
 
-/** Warnings about the CA and the proxy on the port (none, something else, another CA). */
+/**
+ * Warnings about the CA and the proxy on the port (none yet, another CA).
+ * Throws PORT_TAKEN when what holds the port is not a mimo-proxy this
+ * version can use: a shell sent there would reach no working proxy.
+ */
 export async function activationWarnings(activation: Activation, config: ProxyConfig, timeoutMs: number): Promise<string[]> {
   const warnings: string[] = [];
   const expiry = activation.ca.expiryWarning();
@@ -90,7 +94,7 @@ export async function activationWarnings(activation: Activation, config: ProxyCo
   if (probe.kind === 'nothing') {
     warnings.push(`nothing listens on ${where} yet: HTTPS from this shell fails until you start the proxy (npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`})`);
   } else if (probe.kind === 'other') {
-    warnings.push(`something that is not a mimo-proxy listens on ${where} (${probe.detail})`);
+    throw portTaken(where, probe);
   } else if (probe.report.ca.fingerprint256 !== activation.ca.fingerprint256) {
     warnings.push(`the proxy on ${where} uses another CA (${probe.report.ca.path}); pass the --certs folder it was started with`);
   }
@@ -129,9 +133,10 @@ export async function envCommand(argv: readonly string[], io: CommandIo): Promis
   } catch (err) {
     throw new MimoProxyError('ENV_UNQUOTABLE', (err as Error).message, 'use another shell, or unset that variable first');
   }
+  // Everything that can fail comes first: `eval "$(mimo-proxy env)"` runs whatever reached stdout, exit code or not.
+  const warnings = await activationWarnings(activation, config, ENV_PROBE_TIMEOUT_MS);
   io.stdout(script);
-
-  for (const warning of await activationWarnings(activation, config, ENV_PROBE_TIMEOUT_MS)) io.stderr(`mimo-proxy: warning: ${warning}\n`);
+  for (const warning of warnings) io.stderr(`mimo-proxy: warning: ${warning}\n`);
   io.stderr(
     `mimo-proxy: this shell now goes through ${activation.target.marker}; CA ${activation.target.caPath}; ` +
       `bundle ${activation.bundle.path} (${activation.bundle.certificates} certificates: ${activation.bundle.sources.join(', ')} + ours). Undo: ${undoHint(shell)}\n`,

@@ -13,7 +13,7 @@ import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startProxy, type RunningProxy } from '../server.js';
 import { activationWarnings, prepareActivation, type CommandIo } from './env.js';
-import { clientHost, probeProxy } from './status.js';
+import { clientHost, portTaken, probeProxy } from './status.js';
 
 /** Signals a terminal or a supervisor sends us that the command should get too. */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -46,9 +46,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   if (config.port !== 0) {
     const host = clientHost(config.host);
     const probe = await probeProxy(host, config.port);
-    if (probe.kind === 'other') {
-      throw new MimoProxyError('PORT_TAKEN', `something that is not a mimo-proxy listens on ${formatHostPort(host, config.port)} (${probe.detail})`, 'pass --port with a free port, or 0 to pick one');
-    }
+    if (probe.kind === 'other') throw portTaken(formatHostPort(host, config.port), probe);
     if (probe.kind === 'nothing') proxy = await startProxy(config, createLogger(config.logLevel));
   } else {
     proxy = await startProxy(config, createLogger(config.logLevel));

@@ -18,7 +18,54 @@ const MAX_STATUS_BYTES = 1024 * 1024;
 export type Probe =
   | { kind: 'mimo-proxy'; report: StatusReport }
   | { kind: 'nothing'; reason: string }
-  | { kind: 'other'; detail: string };
+  /** Something we cannot use: another program, or a mimo-proxy whose status this version cannot read (`mimoProxy`). */
+  | { kind: 'other'; detail: string; mimoProxy?: boolean };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The fields of a status answer that are missing or of the wrong type, by
+ * name; [] when every field the commands read is there. Another mimo-proxy
+ * version may answer with other fields: never trust the shape.
+ */
+export function statusProblems(value: unknown): string[] {
+  if (!isRecord(value)) return ['a JSON object'];
+  const problems: string[] = [];
+  const need = (ok: boolean, name: string): void => {
+    if (!ok) problems.push(name);
+  };
+  const isString = (v: unknown): boolean => typeof v === 'string';
+  need(value.name === 'mimo-proxy', 'name');
+  need(isString(value.version), 'version');
+  need(typeof value.uptimeSeconds === 'number' && Number.isFinite(value.uptimeSeconds), 'uptimeSeconds');
+  for (const key of ['listen', 'upstream', 'degrade']) need(isString(value[key]), key);
+  need(Array.isArray(value.domains) && value.domains.every(isString), 'domains');
+  const ca = value.ca;
+  need(isRecord(ca) && isString(ca.path) && isString(ca.fingerprint256) && isString(ca.notAfter) && (ca.warning == null || isString(ca.warning)), 'ca');
+  need(isRecord(value.cache) && Object.values(value.cache).every((v) => ['number', 'boolean', 'string'].includes(typeof v)), 'cache');
+  need(isRecord(value.counters) && Object.values(value.counters).every((v) => typeof v === 'number'), 'counters');
+  return problems;
+}
+
+/** A version string safe to echo to a terminal (the answer came from whatever holds the port), or ''. */
+function printableVersion(value: unknown): string {
+  return typeof value === 'string' && /^[0-9A-Za-z.+-]{1,40}$/.test(value) ? value : '';
+}
+
+const PORT_TAKEN_HINT = 'another program or another mimo-proxy version holds that port: pass --port with another port, or stop what holds it';
+
+/** What `env` and `run` refuse when the port holds something they cannot use: one line, what answered and the fix. */
+export function portTaken(where: string, probe: { detail: string; mimoProxy?: boolean }): MimoProxyError {
+  return new MimoProxyError('PORT_TAKEN', portTakenMessage(where, probe), PORT_TAKEN_HINT);
+}
+
+function portTakenMessage(where: string, probe: { detail: string; mimoProxy?: boolean }): string {
+  return probe.mimoProxy
+    ? `the mimo-proxy on ${where} answers in a form this version cannot read (${probe.detail})`
+    : `something that is not a mimo-proxy listens on ${where} (${probe.detail})`;
+}
 
 /** The address a client uses to reach a proxy listening on host: a wildcard listener is reached on loopback. */
 export function clientHost(host: string): string {
@@ -51,12 +98,19 @@ export function probeProxy(host: string, port: number, timeoutMs: number = PROBE
         } catch {
           report = undefined;
         }
-        if (res.statusCode === 200 && (report as StatusReport | undefined)?.name === 'mimo-proxy') {
-          resolve({ kind: 'mimo-proxy', report: report as StatusReport });
-        } else {
+        if (res.statusCode !== 200 || !isRecord(report) || report.name !== 'mimo-proxy') {
           const server = res.headers.server ? `, server: ${String(res.headers.server)}` : '';
           resolve({ kind: 'other', detail: `it answered HTTP ${res.statusCode} (${type}${server})` });
+          return;
         }
+        const problems = statusProblems(report);
+        if (problems.length === 0) {
+          resolve({ kind: 'mimo-proxy', report: report as unknown as StatusReport });
+          return;
+        }
+        const listed = problems.length > 3 ? `${problems.slice(0, 3).join(', ')}, ...` : problems.join(', ');
+        const version = printableVersion(report.version);
+        resolve({ kind: 'other', mimoProxy: true, detail: `${version ? `version ${version}; ` : ''}no valid ${listed}` });
       });
     });
     req.on('timeout', () => {
@@ -120,7 +174,7 @@ export async function statusCommand(argv: readonly string[], io: CommandIo): Pro
       io.stderr(`no mimo-proxy is running on ${where}. Start one: npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`}\n`);
       return 1;
     case 'other':
-      io.stderr(`something else is listening on ${where}: ${probe.detail}; it is not a mimo-proxy. Fix: start mimo-proxy on another port (--port)\n`);
+      io.stderr(`${portTakenMessage(where, probe)}. Fix: ${PORT_TAKEN_HINT}\n`);
       return 1;
   }
 }

@@ -1,10 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitPemCertificates } from '../../src/bundle.js';
 import { caCommand } from '../../src/cli/ca.js';
@@ -198,7 +199,7 @@ describe('mimo-proxy status', () => {
     try {
       const c = io({});
       expect(await statusCommand(['--port', String((other.address() as net.AddressInfo).port)], c)).toBe(1);
-      expect(c.err).toMatch(/something else is listening on .*HTTP 404 \(text\/html\).*not a mimo-proxy/);
+      expect(c.err).toMatch(/^something that is not a mimo-proxy listens on 127\.0\.0\.1:\d+ \(it answered HTTP 404 \(text\/html\)\)\. Fix: .*pass --port/);
     } finally {
       await new Promise((r) => other.close(r));
     }
@@ -217,6 +218,76 @@ describe('mimo-proxy status', () => {
       await proxy.close();
     }
   });
+});
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
+
+/** The compiled CLI in its own process (as a user runs it), bounded: SIGKILLed after `ms`. */
+function cli(args: string[], env: Record<string, string>, ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('a port that answers, but not as this mimo-proxy', () => {
+  const answers: { name: string; type: string; body: string; says: RegExp }[] = [
+    { name: 'a bare {"name":"mimo-proxy"}', type: 'application/json', body: '{"name":"mimo-proxy"}', says: /the mimo-proxy on 127\.0\.0\.1:\d+ answers in a form this version cannot read \(no valid version, uptimeSeconds, listen, \.\.\.\)/ },
+    {
+      name: 'another version with other fields',
+      type: 'application/json',
+      body: JSON.stringify({ name: 'mimo-proxy', version: '9.0.0', uptime: 5, listen: 'http://127.0.0.1:1', domains: 'xiaomimimo.com', upstream: 'x', degrade: 'x', ca: { pem: '...' }, cache: {}, counters: {} }),
+      says: /the mimo-proxy on 127\.0\.0\.1:\d+ answers in a form this version cannot read \(version 9\.0\.0; no valid uptimeSeconds, domains, ca\)/,
+    },
+    { name: 'an empty object', type: 'application/json', body: '{}', says: /something that is not a mimo-proxy listens on 127\.0\.0\.1:\d+ \(it answered HTTP 200 \(application\/json\)\)/ },
+    { name: 'an array', type: 'application/json', body: '[{"name":"mimo-proxy"}]', says: /something that is not a mimo-proxy listens on/ },
+    { name: 'text that is not JSON', type: 'text/plain', body: 'hello from another program', says: /something that is not a mimo-proxy listens on 127\.0\.0\.1:\d+ \(it answered HTTP 200 \(text\/plain\)\)/ },
+  ];
+  const fix = /\. Fix: another program or another mimo-proxy version holds that port: pass --port with another port, or stop what holds it\n$/;
+  let ca: string;
+
+  beforeAll(async () => {
+    ca = path.join(root, 'answers-ca');
+    expect(await caCommand(['--certs', ca], io({}))).toBe(0);
+  });
+
+  for (const answer of answers) {
+    it(`status, env and run each end with one line and exit 1 when it answers ${answer.name}; env prints no shell code`, async () => {
+      const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': answer.type }).end(answer.body));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const where = String((server.address() as net.AddressInfo).port);
+      const ran = path.join(root, `ran-${answers.indexOf(answer)}`);
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: root, SHELL: '/bin/bash', RAN: ran };
+      try {
+        const [status, activation, run] = await Promise.all([
+          cli(['status', '--port', where], env),
+          cli(['env', '--port', where, '--certs', ca], env),
+          cli(['run', '--port', where, '--certs', ca, '--', process.execPath, '-e', `require('fs').writeFileSync(process.env.RAN, 'ran')`], env),
+        ]);
+        for (const r of [status, activation, run]) {
+          expect(r.code).toBe(1);
+          expect(r.stdout).toBe('');
+          expect(r.stderr.split('\n')).toHaveLength(2); // one line and its newline
+          expect(r.stderr).toMatch(answer.says);
+          expect(r.stderr).toMatch(fix);
+          expect(r.stderr).not.toMatch(/Cannot read properties|TypeError|\n\s+at /);
+        }
+        expect(activation.stderr).toMatch(/^ERROR: /);
+        expect(run.stderr).toMatch(/^ERROR: /);
+        expect(existsSync(ran)).toBe(false); // run never started the command
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    });
+  }
 });
 
 describe('mimo-proxy run', () => {
