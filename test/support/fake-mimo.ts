@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import zlib from 'node:zlib';
 import { handleAnthropic, type FakeAnthropicState } from './fake-anthropic.js';
 import { makeTestCa, type TestCa } from './pki.js';
 
@@ -40,8 +41,8 @@ export interface FakeMimoOptions {
   // Fault modes (hardening tests). All off by default.
   /** Chat completions are answered with this status (and statusBody, statusHeaders) instead of the script. */
   status?: number;
-  /** Body sent with `status` (default: a JSON error naming the status). */
-  statusBody?: string;
+  /** Body sent with `status` (default: a JSON error naming the status); a Buffer goes as is (e.g. a ready-made gzip body, with statusHeaders). */
+  statusBody?: string | Buffer;
   /** Extra headers sent with `status` (e.g. retry-after for a 429). */
   statusHeaders?: Record<string, string>;
   /** Streamed answers: the connection is torn down (TCP reset where possible) after this many events. */
@@ -58,6 +59,18 @@ export interface FakeMimoOptions {
   digestBodies?: boolean;
   /** With digestBodies: pause reading the body this long after every 256 KiB (an upstream slower than the client). */
   slowBodyMs?: number;
+  /**
+   * Answers are compressed with this coding whatever the request's accept-encoding (as an upstream
+   * or middlebox that ignores `identity`): Content-Encoding set, Content-Length dropped, a streamed
+   * answer flushed after every write. The bytes sent are kept in the request's record (`response`).
+   */
+  compress?: 'gzip' | 'deflate' | 'br' | 'zstd';
+  /** With compress: the Content-Encoding header sent instead of the coding's name (e.g. `GZip, identity`). */
+  contentEncodingHeader?: string;
+  /** With compress: the compressed byte at this offset of the body is flipped (a corrupt stream). */
+  corruptAt?: number;
+  /** Request bodies with a Content-Encoding (gzip, x-gzip, deflate, br, zstd) are decoded before they are read; otherwise they are not JSON. */
+  acceptEncodedBodies?: boolean;
   /**
    * Long runs: keep no requests or echoes, only count them (exactEchoes/inexactEchoes); keep produced
    * reasoning only while its conversation runs (forgotten once the final answer is given).
@@ -79,6 +92,8 @@ export interface RecordedRequest {
   /** With digestBodies: the body's size and SHA-256 (hex); body is then empty. */
   bytes?: number;
   sha256?: string;
+  /** With compress: the answer's body exactly as sent (compressed), once it ended. */
+  response?: Buffer;
 }
 
 /** What one streamed answer put on the wire (the body, after HTTP framing is removed). */
@@ -263,6 +278,70 @@ async function writePadding(write: (data: string) => Promise<void>, id: string, 
 
 function isObject(value: unknown): value is Record<string, any> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** acceptEncodedBodies: a request body decoded per its Content-Encoding (codings in the order applied). */
+function decodeRequestBody(body: Buffer, header: string | undefined): Buffer {
+  let out = body;
+  const codings = (header ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
+  for (const coding of codings.reverse()) {
+    const options = { maxOutputLength: MAX_BODY_BYTES };
+    if (coding === 'gzip' || coding === 'x-gzip') out = zlib.gunzipSync(out, options);
+    else if (coding === 'deflate') out = zlib.inflateSync(out, options);
+    else if (coding === 'br') out = zlib.brotliDecompressSync(out, options);
+    else if (coding === 'zstd') out = zlib.zstdDecompressSync(out, options);
+    else throw new Error(`unknown coding ${coding}`);
+  }
+  return out;
+}
+
+function compressor(coding: NonNullable<FakeMimoOptions['compress']>): zlib.Gzip | zlib.Deflate | zlib.BrotliCompress | zlib.ZstdCompress {
+  if (coding === 'gzip') return zlib.createGzip();
+  if (coding === 'deflate') return zlib.createDeflate();
+  if (coding === 'br') return zlib.createBrotliCompress();
+  return zlib.createZstdCompress();
+}
+
+/**
+ * compress: from here on, what the handlers write to `res` goes through a compressor (each write
+ * flushed, so a stream's events still leave one by one); `onSent` gets the compressed body at the end.
+ */
+function compressAnswer(res: ServerResponse, options: FakeMimoOptions, onSent: (sent: Buffer) => void): void {
+  const encoder = compressor(options.compress!);
+  const header = options.contentEncodingHeader ?? options.compress!;
+  const corruptAt = options.corruptAt;
+  const writeHead = res.writeHead.bind(res) as (status: number, headers?: Record<string, unknown>) => ServerResponse;
+  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
+  const end = res.end.bind(res) as () => ServerResponse;
+  const sent: Buffer[] = [];
+  let offset = 0;
+  encoder.on('data', (chunk: Buffer) => {
+    if (corruptAt !== undefined && corruptAt >= offset && corruptAt < offset + chunk.length) chunk[corruptAt - offset]! ^= 0xff;
+    offset += chunk.length;
+    sent.push(chunk);
+    if (!res.destroyed) write(chunk);
+  });
+  encoder.on('end', () => {
+    onSent(Buffer.concat(sent));
+    if (!res.destroyed) end();
+  });
+  encoder.on('error', () => res.destroy());
+  res.once('close', () => encoder.destroy());
+  const patched = res as unknown as Record<string, unknown>;
+  patched['writeHead'] = (status: number, headers: Record<string, unknown> = {}): ServerResponse => {
+    const plain = Object.fromEntries(Object.entries(headers).filter(([name]) => name.toLowerCase() !== 'content-length'));
+    return writeHead(status, { ...plain, 'content-encoding': header });
+  };
+  patched['write'] = (chunk: string | Buffer): boolean => {
+    encoder.write(chunk);
+    encoder.flush();
+    return true;
+  };
+  patched['end'] = (chunk?: string | Buffer): ServerResponse => {
+    if (chunk !== undefined) encoder.write(chunk);
+    encoder.end();
+    return res;
+  };
 }
 
 export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<FakeMimo> {
@@ -502,10 +581,12 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
   function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
     const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, status: 0 };
     try {
-      if (body.length > 0) record.json = JSON.parse(body.toString('utf8'));
+      const text = fake.options.acceptEncodedBodies === true ? decodeRequestBody(body, req.headers['content-encoding']) : body;
+      if (text.length > 0) record.json = JSON.parse(text.toString('utf8'));
     } catch {
-      // Not JSON: left undefined, answered below when the route wants JSON.
+      // Not JSON (or not decodable): left undefined, answered below when the route wants JSON.
     }
+    if (fake.options.compress !== undefined) compressAnswer(res, fake.options, (sent) => (record.response = sent));
     if (fake.options.record !== false && fake.options.countOnly !== true) fake.requests.push(record);
     res.on('close', () => {
       if (!res.writableFinished) fake.abortedResponses++;

@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ORPHAN_TOOL_ERROR_BODY, REASONING_ERROR_BODY, startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { makeTestCa } from '../support/pki.js';
@@ -24,7 +25,7 @@ interface Reply {
 function call(
   port: number,
   ca: string,
-  options: { method?: string; path?: string; body?: unknown; raw?: string; headers?: Record<string, string>; agent?: https.Agent; servername?: string } = {},
+  options: { method?: string; path?: string; body?: unknown; raw?: string | Buffer; headers?: Record<string, string>; agent?: https.Agent; servername?: string } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const payload = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
@@ -308,6 +309,57 @@ describe('the fake MiMo upstream', () => {
     // Choices interleave rather than arriving one after the other.
     const order = streamed.events.filter((e) => e.choices.length > 0).map((e) => e.choices[0].index);
     expect(order.slice(0, 4)).toEqual([0, 1, 0, 1]);
+  });
+
+  it('compresses its answers when told to (streamed flushed per event, JSON whole), whatever accept-encoding says, and records the bytes sent', async () => {
+    const raw = (body: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> =>
+      new Promise((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port: fake.port, ca: fake.ca.certPem, method: 'POST', path: '/v1/chat/completions', agent: false, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'accept-encoding': 'identity', ...headers } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const ask = (stream: boolean): Buffer => Buffer.from(JSON.stringify({ model: 'mimo-v2.6-pro', stream, messages: [{ role: 'user', content: '天气' }] }));
+
+    fake.options = { compress: 'br' };
+    const json = await raw(ask(false));
+    expect(json.status).toBe(200);
+    expect(json.headers['content-encoding']).toBe('br');
+    expect(json.headers['content-length']).toBeUndefined();
+    expect(json.body.equals(fake.requests.at(-1)!.response!)).toBe(true);
+    expect(JSON.parse(zlib.brotliDecompressSync(json.body).toString('utf8')).choices[0].message.reasoning_content).toBeTypeOf('string');
+
+    fake.options = { compress: 'zstd', contentEncodingHeader: 'ZSTD, identity' };
+    const sse = await raw(ask(true));
+    expect(sse.headers['content-encoding']).toBe('ZSTD, identity');
+    expect(foldSse(zlib.zstdDecompressSync(sse.body).toString('utf8')).done).toBe(true);
+
+    fake.options = { compress: 'gzip', corruptAt: 40 };
+    const corrupt = await raw(ask(false));
+    expect(corrupt.body.equals(fake.requests.at(-1)!.response!)).toBe(true);
+    expect(() => zlib.gunzipSync(corrupt.body)).toThrow();
+
+    fake.options = { status: 200, statusBody: Buffer.from([0xff, 0x00, 0xfe]), statusHeaders: { 'content-encoding': 'x-foo' } };
+    const given = await raw(ask(false));
+    expect(given.body).toEqual(Buffer.from([0xff, 0x00, 0xfe]));
+    expect(given.headers['content-encoding']).toBe('x-foo');
+  });
+
+  it('reads compressed request bodies only with acceptEncodedBodies', async () => {
+    const json = JSON.stringify({ model: 'mimo-v2.6-pro', messages: [{ role: 'user', content: '天气' }] });
+    const send = (body: Buffer, encoding: string): Promise<Reply> => call(fake.port, fake.ca.certPem, { raw: body, headers: { 'content-encoding': encoding } });
+    expect((await send(zlib.gzipSync(json), 'gzip')).status).toBe(400);
+    fake.options = { acceptEncodedBodies: true };
+    for (const [encoding, body] of [['gzip', zlib.gzipSync(json)], ['deflate', zlib.deflateSync(json)], ['br', zlib.brotliCompressSync(json)], ['zstd', zlib.zstdCompressSync(json)], ['gzip, br', zlib.brotliCompressSync(zlib.gzipSync(json))]] as const) {
+      const res = await send(body, encoding);
+      expect(res.status, encoding).toBe(200);
+      expect(fake.requests.at(-1)!.body.equals(body)).toBe(true);
+    }
+    expect((await send(Buffer.from(json), 'x-foo')).status).toBe(400);
   });
 
   it('reuses one TCP connection and one TLS session for two requests over a keep-alive agent', async () => {
