@@ -229,8 +229,10 @@ export function createPlugin(deps: PluginDeps) {
       cb(null, chunk);
     });
     ctx.onResponseEnd((_ctx, cb) => {
-      exchange?.responseEnd();
-      cb();
+      // A compressed answer is learned once its decoder has flushed; its end reaches the client then.
+      const learning = exchange?.responseEnd();
+      if (learning) void learning.then(() => cb());
+      else cb();
     });
 
     callback();

@@ -19,7 +19,8 @@ import type { Logger } from './log.js';
 import { credentialScope } from './scope.js';
 import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from './stats.js';
-import type { ResponseTap } from './tap/fold.js';
+import { contentCodings } from './encoding.js';
+import { decodingTap, type LearningTap } from './tap/decode.js';
 import type { Surface } from './surface.js';
 import { isReasoningRejection } from './upstream-error.js';
 import type { Learned } from './chat/types.js';
@@ -65,7 +66,7 @@ export class Exchange {
   private buffering = true;
   private original: Buffer | undefined;
   private firstBody: Buffer | undefined;
-  private tap: ResponseTap | undefined;
+  private tap: LearningTap | undefined;
   private done = false;
 
   constructor(
@@ -165,10 +166,13 @@ export class Exchange {
     this.firstBody = undefined;
     if (final.statusCode === 200) {
       const type = String(final.headers['content-type'] ?? '');
-      const encoding = String(final.headers['content-encoding'] ?? 'identity');
-      if (encoding === 'identity') {
-        if (type.includes('text/event-stream')) this.tap = this.surface.sseTap();
-        else if (type.includes('json')) this.tap = this.surface.jsonTap(this.options.config.maxBodyBytes);
+      const max = this.options.config.maxBodyBytes;
+      // A compressed answer is decoded for the tap (tap/decode.ts); an unknown coding is not learned from.
+      const codings = contentCodings(final.headers['content-encoding']);
+      const onGiveUp = (reason: string): void => this.options.log.debug('compressed answer not learned', { surface: this.surface.name, reason });
+      if (codings) {
+        if (type.includes('text/event-stream')) this.tap = decodingTap(codings, this.surface.sseTap(), { onGiveUp });
+        else if (type.includes('json')) this.tap = decodingTap(codings, this.surface.jsonTap(max), { maxDecodedBytes: max, onGiveUp });
       }
     }
     return final;
@@ -178,17 +182,27 @@ export class Exchange {
     if (this.tap && !this.done) this.tap.feed(chunk);
   }
 
-  responseEnd(): void {
-    if (!this.tap || this.done) return;
+  /** End of the answer: learns from it; a promise when a decoder must flush first (never rejects). */
+  responseEnd(): Promise<void> | undefined {
+    if (!this.tap || this.done) return undefined;
     this.done = true;
     const learned = this.tap.end();
     this.tap = undefined;
+    if (learned instanceof Promise) {
+      return learned
+        .then((entries) => {
+          if (entries) this.learn(entries);
+        })
+        .catch((err: unknown) => this.options.log.error('learning from a compressed answer failed', { error: (err as Error)?.name ?? 'unknown' }));
+    }
     if (learned) this.learn(learned);
+    return undefined;
   }
 
   /** The exchange broke off (client gone, upstream failed): learn nothing from it. */
   abort(): void {
     this.done = true;
+    this.tap?.abort();
     this.tap = undefined;
     this.chunks = [];
     this.original = undefined;
