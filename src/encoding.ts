@@ -9,6 +9,7 @@
  * RFC 9110 defines it), br, zstd. Anything else is unknown: such a message is
  * forwarded as sent and never parsed.
  */
+import { kMaxLength } from 'node:buffer';
 import type { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 
@@ -38,6 +39,12 @@ export function contentCodings(header: string | readonly string[] | undefined): 
   return codings.length > MAX_CODINGS ? undefined : codings;
 }
 
+/** True when a `Content-Encoding` header says the body is not plain (a known or an unknown coding). */
+export function isEncoded(header: string | readonly string[] | undefined): boolean {
+  const codings = contentCodings(header);
+  return codings === undefined || codings.length > 0;
+}
+
 /** A streaming decoder for one coding. */
 export function createDecoder(coding: Coding): Transform {
   switch (coding) {
@@ -50,4 +57,41 @@ export function createDecoder(coding: Coding): Transform {
     case 'zstd':
       return zlib.createZstdDecompress();
   }
+}
+
+export type DecodedBody = { kind: 'decoded'; body: Buffer } | { kind: 'too-large' } | { kind: 'invalid' };
+
+/**
+ * A whole body decoded (codings as contentCodings gives them), never more than
+ * maxBytes out of any stage: past it, `too-large`; a decode error, `invalid`.
+ * Never rejects.
+ */
+export async function decodeBody(body: Buffer, codings: readonly Coding[], maxBytes: number): Promise<DecodedBody> {
+  let out = body;
+  try {
+    for (const coding of [...codings].reverse()) {
+      out = await decodeOnce(coding, out, Math.min(Math.max(1, maxBytes), kMaxLength));
+      if (out.length > maxBytes) return { kind: 'too-large' };
+    }
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? { kind: 'too-large' } : { kind: 'invalid' };
+  }
+  return { kind: 'decoded', body: out };
+}
+
+function decodeOnce(coding: Coding, body: Buffer, maxOutputLength: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, out: Buffer): void => (err ? reject(err) : resolve(out));
+    const options = { maxOutputLength };
+    switch (coding) {
+      case 'gzip':
+        return zlib.gunzip(body, options, done);
+      case 'deflate':
+        return zlib.inflate(body, options, done);
+      case 'br':
+        return zlib.brotliDecompress(body, options, done);
+      case 'zstd':
+        return zlib.zstdDecompress(body, options, done);
+    }
+  });
 }

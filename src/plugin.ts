@@ -17,6 +17,7 @@ import type { ProxyConfig } from './config.js';
 import { formatHostPort, parseConnectTarget } from './connect-target.js';
 import { resolveDestination } from './connect-to.js';
 import type { Context } from './engine.js';
+import { isEncoded } from './encoding.js';
 import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
 import { isOurHost } from './hosts.js';
 import type { Interceptor } from './intercept.js';
@@ -164,15 +165,20 @@ export function createPlugin(deps: PluginDeps) {
     ctx.onRequestEnd((ctx, cb) => {
       const request = ctx.proxyToServerRequest;
       if (request && state.upstream !== request) armTimeout(state, request);
+      const encoding = ctx.clientToProxyRequest.headers['content-encoding'];
+      if (exchange && request && isEncoded(encoding)) {
+        // A compressed body is decoded asynchronously; the library ends the upstream request
+        // only once cb is called, so the body is written first.
+        void exchange.requestEndEncoded(encoding ?? '').then((end) => {
+          if (end.decoded) delete options.headers['content-encoding']; // a retry sends a decoded body
+          if (end.body && !state.aborted) writeBody(request, end.body, end.identity);
+          cb();
+        });
+        return;
+      }
       if (exchange && request) {
         const body = exchange.requestEnd();
-        if (body) {
-          if (!request.headersSent) {
-            request.removeHeader('transfer-encoding');
-            request.setHeader('content-length', String(body.length));
-          }
-          request.write(body);
-        }
+        if (body) writeBody(request, body, false);
       }
       cb();
     });
@@ -310,6 +316,16 @@ export function createPlugin(deps: PluginDeps) {
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;
+
+/** The request body upstream, framed by its length; `identity`: a decoded body, so no Content-Encoding. */
+function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean): void {
+  if (!request.headersSent) {
+    request.removeHeader('transfer-encoding');
+    if (identity) request.removeHeader('content-encoding');
+    request.setHeader('content-length', String(body.length));
+  }
+  request.write(body);
+}
 
 /** An error event in the Anthropic streaming format. */
 function anthropicErrorEvent(message: string): string {

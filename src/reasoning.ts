@@ -19,7 +19,7 @@ import type { Logger } from './log.js';
 import { credentialScope } from './scope.js';
 import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from './stats.js';
-import { contentCodings } from './encoding.js';
+import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
 import type { Surface } from './surface.js';
 import { isReasoningRejection } from './upstream-error.js';
@@ -108,6 +108,50 @@ export class Exchange {
     this.firstBody = outcome.body;
     if (outcome.kind === 'rewritten') this.report('rewrote request', outcome);
     return outcome.body;
+  }
+
+  /**
+   * End of a request body sent with a Content-Encoding (encoding.ts). It is decoded off the
+   * event loop, at most --max-body of it, and rewritten; `identity` when `body` is the decoded
+   * (rewritten) body, to go upstream without Content-Encoding. Unchanged, unknown, undecodable
+   * or too large once decoded: the bytes as sent. `decoded`: a retry sends a decoded body.
+   */
+  async requestEndEncoded(header: string | readonly string[]): Promise<{ body: Buffer | undefined; identity: boolean; decoded: boolean }> {
+    if (!this.buffering) return { body: undefined, identity: false, decoded: false };
+    this.buffering = false;
+    const sent = Buffer.concat(this.chunks);
+    this.chunks = [];
+    const asSent = { body: sent, identity: false, decoded: false };
+    const { counters, log, config } = this.options;
+    try {
+      const codings = contentCodings(header);
+      const decoded = codings ? await decodeBody(sent, codings, config.maxBodyBytes) : { kind: 'unknown' as const };
+      if (this.done) return { body: undefined, identity: false, decoded: false };
+      if (decoded.kind !== 'decoded') {
+        counters.skippedBodies++;
+        if (decoded.kind === 'too-large') log.info('compressed request body over --max-body once decoded, forwarded unchanged', { bytes: sent.length });
+        else log.debug('compressed request body not decoded, forwarded unchanged', { reason: decoded.kind });
+        return asSent;
+      }
+      const outcome = this.rewrite(decoded.body, { degrade: config.degrade });
+      if (outcome.kind === 'skipped') {
+        counters.skippedBodies++;
+        log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
+        return asSent;
+      }
+      this.learn(outcome.learned);
+      this.original = decoded.body;
+      this.firstBody = outcome.body;
+      if (outcome.kind === 'unchanged') return { body: sent, identity: false, decoded: true };
+      this.report('rewrote request', outcome);
+      return { body: outcome.body, identity: true, decoded: true };
+    } catch (err) {
+      // Never into live traffic: the bytes as sent, and no retry with a decoded body.
+      this.original = undefined;
+      this.firstBody = undefined;
+      log.error('compressed request body not handled, forwarding it as sent', { error: (err as Error)?.name ?? 'unknown' });
+      return asSent;
+    }
   }
 
   private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {

@@ -79,6 +79,15 @@ async function sendChat(agent: ConnectAgent, ca: string, options: { key: string;
   return { sent, response, message: options.stream ? foldSse(text) : (JSON.parse(text).choices[0].message as ChatMessage) };
 }
 
+/** A history from a conversation the proxy never saw: call ids it has no reasoning for, and none in the messages. */
+function forgottenHistory(padding = ''): ChatMessage[] {
+  return [
+    { role: 'user', content: `查天气${padding}` },
+    { role: 'assistant', content: '', tool_calls: [{ id: 'call_never_seen_by_the_proxy', type: 'function', function: { name: 'get_weather', arguments: '{"city":"北京"}' } }] },
+    { role: 'tool', tool_call_id: 'call_never_seen_by_the_proxy', content: '晴' },
+  ];
+}
+
 describe('answers compressed although the proxy asked for identity', () => {
   let fake: FakeMimo;
   let h: Harness;
@@ -239,4 +248,104 @@ describe('a gzip bomb from upstream', () => {
       expect(peak - baseline).toBeLessThan(40 * MiB);
     });
   }
+});
+
+describe('request bodies the client compressed', () => {
+  let fake: FakeMimo;
+  let h: Harness;
+  let agent: ConnectAgent;
+  const reset: FakeMimoOptions = { toolRounds: 3, rejectPlaceholders: true, acceptEncodedBodies: true };
+
+  beforeAll(async () => {
+    ({ fake, h, agent } = await startRig(reset, ['--no-persist', '--max-body', '64KiB']));
+  });
+  afterAll(() => stopRig({ fake, h, agent }));
+  afterEach(() => {
+    fake.options = { ...reset };
+  });
+
+  for (const coding of CODINGS) {
+    it(`${coding}: a forgetful client gets 200 every turn and the exact reasoning is put back; unchanged bodies go as sent, rewritten ones as identity`, async () => {
+      const requestsBefore = fake.requests.length;
+      const echoesBefore = fake.echoes.length;
+      const { steps } = await converse(agent, h.proxy.ca.caPem, { key: `sk-req-${coding}`, stream: true, requestCoding: coding });
+      expect(steps.map((s) => s.response.status)).toEqual([200, 200, 200, 200]);
+      const echoes = fake.echoes.slice(echoesBefore);
+      expect(echoes).toHaveLength(6);
+      for (const echo of echoes) expect(echo.exact, JSON.stringify(echo)).toBe(true);
+      const seen = fake.requests.slice(requestsBefore);
+      expect(seen).toHaveLength(4);
+      // The first turn needs nothing put back: the client's compressed bytes and headers, untouched.
+      expect(seen[0]!.body.equals(steps[0]!.sent)).toBe(true);
+      expect(seen[0]!.headers['content-encoding']).toBe(coding);
+      expect(seen[0]!.headers['content-length']).toBe(String(steps[0]!.sent.length));
+      // Later turns were rewritten: plain JSON, no Content-Encoding, the right length.
+      for (const record of seen.slice(1)) {
+        expect(record.headers['content-encoding']).toBeUndefined();
+        expect(record.headers['content-length']).toBe(String(record.body.length));
+        expect(JSON.parse(record.body.toString('utf8')).messages.length).toBeGreaterThan(1);
+      }
+    });
+  }
+
+  it('a retry after a compressed request goes upstream as identity', async () => {
+    // A call the fake made under another key: the proxy has no reasoning for it under this one,
+    // so it sends a placeholder, which the fake refuses; the retry flattens the exchange.
+    const origin = await sendChat(agent, h.proxy.ca.caPem, { key: 'sk-req-retry-origin', stream: false }, [{ role: 'user', content: '查天气' }]);
+    const call = origin.message!.tool_calls![0]!;
+    const history: ChatMessage[] = [{ role: 'user', content: '查天气' }, { role: 'assistant', content: '', tool_calls: [call] }, { role: 'tool', tool_call_id: call.id, content: '晴' }];
+    const retriesBefore = h.proxy.counters.retries;
+    const requestsBefore = fake.requests.length;
+    const step = await sendChat(agent, h.proxy.ca.caPem, { key: 'sk-req-retry', stream: false, requestCoding: 'gzip' }, history);
+    expect(step.response.status).toBe(200);
+    expect(h.proxy.counters.retries).toBe(retriesBefore + 1);
+    const [first, retry] = fake.requests.slice(requestsBefore);
+    expect(first!.status).toBe(400);
+    expect(first!.headers['content-encoding']).toBeUndefined();
+    expect(retry!.status).toBe(200);
+    expect(retry!.headers['content-encoding']).toBeUndefined();
+    expect(retry!.headers['content-length']).toBe(String(retry!.body.length));
+    expect(retry!.json).toBeDefined();
+  });
+
+  it('a corrupt gzip body arrives upstream byte for byte', async () => {
+    const sent = encode('gzip', Buffer.from(JSON.stringify({ model: 'mimo-v2.6-pro', messages: forgottenHistory() })));
+    sent[Math.floor(sent.length / 2)]! ^= 0xff;
+    const skippedBefore = h.proxy.counters.skippedBodies;
+    const res = await request(CHAT, { agent, ca: h.proxy.ca.caPem, headers: { authorization: 'Bearer sk-req-corrupt', 'content-encoding': 'gzip' }, body: sent });
+    expect(res.status).toBe(400);
+    const seen = fake.requests.at(-1)!;
+    expect(seen.body.equals(sent)).toBe(true);
+    expect(seen.headers['content-encoding']).toBe('gzip');
+    expect(seen.headers['content-length']).toBe(String(sent.length));
+    expect(h.proxy.counters.skippedBodies).toBe(skippedBefore + 1);
+    const health = (await request(`${h.proxy.url}/health`, { agent: new http.Agent() })).json();
+    expect(health.ok).toBe(true);
+  });
+
+  it('a body larger than --max-body once decoded is forwarded unchanged', async () => {
+    // About 300 KB of JSON that gzip makes a few KB: under --max-body on the wire, over it decoded.
+    const json = Buffer.from(JSON.stringify({ model: 'mimo-v2.6-pro', messages: forgottenHistory('天气'.repeat(50_000)) }));
+    const sent = encode('gzip', json);
+    expect(sent.length).toBeLessThan(64 * 1024);
+    expect(json.length).toBeGreaterThan(64 * 1024);
+    const linesBefore = h.logLines.length;
+    const res = await request(CHAT, { agent, ca: h.proxy.ca.caPem, headers: { authorization: 'Bearer sk-req-large', 'content-encoding': 'gzip' }, body: sent });
+    // Nothing was put back, so the fake refuses it.
+    expect(res.status).toBe(400);
+    const seen = fake.requests.at(-1)!;
+    expect(seen.body.equals(sent)).toBe(true);
+    expect(seen.headers['content-encoding']).toBe('gzip');
+    expect(h.logLines.slice(linesBefore).some((l) => l.includes('compressed request body over --max-body once decoded'))).toBe(true);
+  });
+
+  it('a body with an unknown coding is not parsed, even when it looks like JSON', async () => {
+    const sent = Buffer.from(JSON.stringify({ model: 'mimo-v2.6-pro', messages: forgottenHistory() }));
+    fake.options = { ...reset, rejectPlaceholders: false, acceptEncodedBodies: false };
+    const res = await request(CHAT, { agent, ca: h.proxy.ca.caPem, headers: { authorization: 'Bearer sk-req-unknown', 'content-encoding': 'x-foo' }, body: sent });
+    expect(res.status).toBe(400);
+    const seen = fake.requests.at(-1)!;
+    expect(seen.body.equals(sent)).toBe(true);
+    expect(seen.headers['content-encoding']).toBe('x-foo');
+  });
 });

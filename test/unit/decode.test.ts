@@ -2,7 +2,7 @@ import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { body, fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
-import { contentCodings, type Coding } from '../../src/encoding.js';
+import { contentCodings, decodeBody, isEncoded, type Coding } from '../../src/encoding.js';
 import { createDecodingTap, decodingTap } from '../../src/tap/decode.js';
 import type { ResponseTap } from '../../src/tap/fold.js';
 import { createJsonTap } from '../../src/tap/json.js';
@@ -57,6 +57,40 @@ describe('contentCodings', () => {
     ['gzip, gzip, gzip, gzip', undefined],
   ] as Array<[string | string[] | undefined, Coding[] | undefined]>)('%j -> %j', (header, codings) => {
     expect(contentCodings(header)).toEqual(codings);
+    expect(isEncoded(header)).toBe(codings === undefined || codings.length > 0);
+  });
+});
+
+describe('decodeBody', () => {
+  const json = body(COMPLETION);
+
+  for (const coding of CODINGS) {
+    it(`decodes ${coding}`, async () => {
+      expect(await decodeBody(encode(coding, json), [coding], MiB)).toEqual({ kind: 'decoded', body: json });
+    });
+  }
+
+  it('decodes stacked codings in reverse order of application', async () => {
+    const twice = zlib.brotliCompressSync(zlib.gzipSync(json));
+    expect(await decodeBody(twice, ['gzip', 'br'], MiB)).toEqual({ kind: 'decoded', body: json });
+    expect((await decodeBody(twice, ['br', 'gzip'], MiB)).kind).toBe('invalid');
+  });
+
+  it('stops past maxBytes, and says so', async () => {
+    const bomb = zlib.gzipSync(Buffer.alloc(8 * MiB));
+    expect(await decodeBody(bomb, ['gzip'], MiB)).toEqual({ kind: 'too-large' });
+    expect(await decodeBody(encode('zstd', json), ['zstd'], json.length - 1)).toEqual({ kind: 'too-large' });
+    expect(await decodeBody(encode('zstd', json), ['zstd'], json.length)).toEqual({ kind: 'decoded', body: json });
+    expect(await decodeBody(encode('gzip', json), ['gzip'], 0)).toEqual({ kind: 'too-large' });
+  });
+
+  it('reports corrupt or truncated input as invalid, never throwing', async () => {
+    const gz = encode('gzip', json);
+    const corrupt = Buffer.from(gz);
+    corrupt[Math.floor(corrupt.length / 2)]! ^= 0xff;
+    expect(await decodeBody(corrupt, ['gzip'], MiB)).toEqual({ kind: 'invalid' });
+    expect(await decodeBody(gz.subarray(0, gz.length - 6), ['gzip'], MiB)).toEqual({ kind: 'invalid' });
+    expect(await decodeBody(json, ['br'], MiB)).toEqual({ kind: 'invalid' });
   });
 });
 
