@@ -41,6 +41,7 @@ export function describeUpstreamError(err: NodeJS.ErrnoException, target: string
   if (TLS_CODES.test(code) || /certificate/i.test(err.message)) {
     return { status: 502, message: `upstream ${target} failed TLS verification (${code || err.message}); the proxy always verifies upstream certificates (add a CA with --upstream-ca if this upstream is yours)` };
   }
+  if (code === 'UPSTREAM_PROTOCOL_ERROR') return { status: 502, message: `upstream ${target} sent an answer mimo-proxy cannot relay: ${err.message}` };
   if (code === 'ECONNRESET' || err.message === 'socket hang up') return { status: 502, message: `upstream ${target} closed the connection (${code || err.message})` };
   return { status: 502, message: `upstream ${target} failed: ${code || err.message}` };
 }

@@ -19,6 +19,7 @@ import { Engine } from './engine.js';
 import { MimoProxyError } from './errors.js';
 import { isOurHost } from './hosts.js';
 import { formatHostPort } from './connect-target.js';
+import { sendJsonError } from './http-error.js';
 import { Interceptor } from './intercept.js';
 import { directPath, notFound, serveLocal, type StatusReport } from './local.js';
 import type { Logger } from './log.js';
@@ -149,17 +150,39 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     counters: { ...counters },
   });
 
+  /** A handler's throw (Node refusing what a peer sent) ends that exchange only: a JSON 502, or a cut connection once the answer has started. */
+  const guarded =
+    (handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) =>
+    (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      try {
+        handler(req, res);
+      } catch (err) {
+        log.error('request failed in the proxy', { code: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
+        try {
+          if (!res.headersSent) res.statusMessage = '';
+          sendJsonError(res, 502, 'mimo-proxy could not relay this request');
+        } catch {
+          res.destroy();
+        }
+      }
+    };
+
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    if (!authorised(req)) {
-      const body = '{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}';
-      socket.end(`${PROXY_AUTH_REQUIRED}${body.length}\r\n\r\n${body}`);
-      return;
+    try {
+      if (!authorised(req)) {
+        const body = '{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}';
+        socket.end(`${PROXY_AUTH_REQUIRED}${body.length}\r\n\r\n${body}`);
+        return;
+      }
+      engine.handleConnect(req, socket, head);
+    } catch (err) {
+      log.error('CONNECT failed in the proxy', { code: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
+      socket.destroy();
     }
-    engine.handleConnect(req, socket, head);
   });
 
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? '/';
     if (url.startsWith('/')) {
       if (serveLocal(req, res, status, ca.caPem)) return;
@@ -201,9 +224,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     const kind = isIP(hostname) === 0 && isOurHost(hostname, config.domains) ? 'intercept' : 'passthrough';
     plugin.routes.set(req, { kind, host: hostname, port: Number(target.port) || 80 });
     engine.handleRequest(false, req, res);
-  });
+  }));
 
-  interceptServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  interceptServer.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
     const endpoint = interceptor.endpoints.get(req.socket);
     if (!endpoint) {
       res.destroy();
@@ -211,7 +234,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     }
     plugin.routes.set(req, { kind: 'intercept', host: endpoint.host, port: endpoint.port });
     engine.handleRequest(true, req, res);
-  });
+  }));
 
   const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket | import('node:stream').Duplex): void => {
     log.debug('client sent a bad request', { code: err.code ?? err.message });
@@ -231,6 +254,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     throw err;
   }
   listenUrl = `http://${formatHostPort(config.host, port)}`;
+  // Errors on the listening socket after it listens (accept() failing with EMFILE when file
+  // descriptors run out): one line each, the proxy serves on; without a listener they would end it.
+  server.on('error', (err: NodeJS.ErrnoException) => log.error('listening socket error', { code: err.code ?? err.message }));
 
   let closing: Promise<void> | undefined;
   return {

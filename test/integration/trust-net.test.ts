@@ -1,0 +1,293 @@
+/**
+ * Trust (network side): no single request, response or connection can end the proxy or
+ * hold it forever. Hostile peers send what makes Node's HTTP layer throw (a `Trailer` on a
+ * body that is not chunked, a status below 100, a protocol switch), never finish a TLS
+ * handshake, pipeline requests past an upstream's `Connection: close`, or speak HTTP/1.0.
+ * The proxy runs in its own process (the real CLI) wherever a crash is what could go wrong,
+ * so a crash shows as an exited process. Real sockets and real TLS, loopback only, every
+ * loop bounded in count and time, everything a test starts it stops.
+ */
+import { readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runConversation } from '../support/conversation.js';
+import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
+import { tempDir, upstreamArgs } from '../support/harness.js';
+import { ConnectAgent } from '../support/proxy-client.js';
+import { spawnProxy, type ProxyProcess } from '../support/proxy-process.js';
+import { connect, exchange, tlsThrough, type RawResponse } from '../support/raw-http.js';
+
+const KEY = 'sk-trust-net-5d20ab';
+/** Message text that must never reach a log. */
+const SECRET_TEXT = 'secret-text-7c1f-weather';
+const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A chat body whose history lacks reasoning on a tool call: the proxy's rewrite changes it. */
+const FORGETFUL_BODY = JSON.stringify({
+  model: 'mimo-v2.6-pro',
+  stream: false,
+  messages: [
+    { role: 'user', content: `Weather in Beijing? ${SECRET_TEXT}` },
+    { role: 'assistant', content: '', tool_calls: [{ id: 'call_trust_net_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Beijing"}' } }] },
+    { role: 'tool', tool_call_id: 'call_trust_net_1', content: '{"sky":"clear"}' },
+  ],
+});
+const SIMPLE_BODY = JSON.stringify({ model: 'mimo-v2.6-pro', stream: false, messages: [{ role: 'user', content: `Hello ${SECRET_TEXT}` }] });
+
+interface Hostile {
+  plainPort: number;
+  tlsPort: number;
+  /** Every request received: head as text, body bytes. */
+  requests: Array<{ head: string; body: Buffer }>;
+  close(): Promise<void>;
+}
+
+/**
+ * An upstream that misbehaves on purpose, on plain TCP and on TLS (a certificate for
+ * hostile.xiaomimimo.com from `cert`). Answers by path:
+ *   /trailer-response  200 with Content-Length and a Trailer header
+ *   /status-099        a status Node's writeHead refuses
+ *   /switch            101 Switching Protocols to a request that asked for nothing
+ *   /chunked           a chunked 200 "ok"
+ *   /close             200 "first" with Connection: close, then closes
+ *   anything else      200 "ok PATH" with Content-Length
+ * Requests with Content-Length bodies are parsed, pipelined ones too.
+ */
+async function startHostile(cert: { certPem: string; keyPem: string }): Promise<Hostile> {
+  const sockets = new Set<net.Socket>();
+  const requests: Hostile['requests'] = [];
+  const serve = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buf = Buffer.alloc(0);
+    let done = false;
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (let i = 0; i < 16 && !done; i++) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        requests.push({ head, body: Buffer.from(buf.subarray(end + 4, end + 4 + length)) });
+        buf = buf.subarray(end + 4 + length);
+        const target = /^\S+ (\S+)/.exec(head)?.[1] ?? '/';
+        if (target === '/trailer-response') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTrailer: x-checksum\r\n\r\nok');
+        else if (target === '/status-099') socket.write('HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok');
+        else if (target === '/switch') {
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          done = true;
+        } else if (target === '/chunked') socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+        else if (target === '/close') {
+          socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nfirst');
+          done = true;
+        } else {
+          const body = `ok ${target}`;
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        }
+      }
+    });
+  };
+  const plain = net.createServer(serve);
+  const secure = tls.createServer({ cert: cert.certPem, key: cert.keyPem }, serve);
+  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  return {
+    plainPort: (plain.address() as net.AddressInfo).port,
+    tlsPort: (secure.address() as net.AddressInfo).port,
+    requests,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await Promise.all([new Promise((r) => plain.close(r)), new Promise((r) => secure.close(r))]);
+    },
+  };
+}
+
+function isJsonError(response: RawResponse | undefined, status: number): boolean {
+  if (!response || response.status !== status) return false;
+  try {
+    return JSON.parse(response.body.toString('utf8')).error.type === 'mimo_proxy_error';
+  } catch {
+    return false;
+  }
+}
+
+/** Log lines at WARN or ERROR. */
+function problemLines(log: string): string[] {
+  return log.split('\n').filter((line) => / (WARN|ERROR) /.test(line));
+}
+
+describe('with the proxy in its own process, one hostile peer ends only its own exchange', () => {
+  let fake: FakeMimo;
+  let hostile: Hostile;
+  let proxy: ProxyProcess;
+  let dir: string;
+  let ca: string;
+
+  beforeAll(async () => {
+    fake = await startFakeMimo();
+    hostile = await startHostile(fake.ca.issue(['hostile.xiaomimimo.com']));
+    dir = tempDir('trust-net');
+    proxy = await spawnProxy([
+      '--certs', path.join(dir, 'certs'),
+      ...upstreamArgs(fake),
+      '--connect-to', `hostile.xiaomimimo.com:443:127.0.0.1:${hostile.tlsPort}`,
+      '--connect-to', `api.xiaomimimo.com:80:127.0.0.1:${hostile.plainPort}`,
+      '--log-level', 'debug',
+    ]);
+    ca = readFileSync(path.join(dir, 'certs', 'ca.pem'), 'utf8');
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await hostile?.close();
+    await fake?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The process still runs and answers /health. */
+  async function stillServing(): Promise<void> {
+    expect(proxy.alive(), `the proxy exited; log:\n${proxy.log().slice(-3000)}`).toBe(true);
+    const health = await exchange(await connect(proxy.port), 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    expect(health.responses[0]?.status).toBe(200);
+  }
+
+  const plainGet = (target: string, extra = ''): string => `GET http://127.0.0.1:${hostile.plainPort}${target} HTTP/1.1\r\nHost: 127.0.0.1:${hostile.plainPort}\r\n${extra}\r\n`;
+  const tlsGet = (host: string, target: string, extra = ''): string => `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${KEY}\r\n${extra}\r\n`;
+
+  // The requests below each made Node throw outside any handler (ERR_HTTP_TRAILER_INVALID) and
+  // the process exit. A Trailer header is hop-by-hop: it is dropped, and the request goes on.
+
+  it('answers a direct-mode request that carries a Trailer header on a Content-Length body', async () => {
+    const before = fake.requests.length;
+    const r = await exchange(
+      await connect(proxy.port),
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(SIMPLE_BODY)}\r\nTrailer: x-checksum\r\n\r\n${SIMPLE_BODY}`,
+    );
+    expect(r.responses[0]?.status).toBe(200);
+    expect(fake.requests.slice(before).map((q) => q.headers.trailer)).toEqual([undefined]);
+    await stillServing();
+  });
+
+  it('answers a plain-HTTP pass-through request that carries a Trailer header', async () => {
+    const r = await exchange(await connect(proxy.port), `POST http://127.0.0.1:${hostile.plainPort}/echo HTTP/1.1\r\nHost: 127.0.0.1:${hostile.plainPort}\r\nContent-Length: 5\r\nTrailer: x-checksum\r\n\r\nhello`);
+    expect(r.responses[0]?.status).toBe(200);
+    expect(r.responses[0]?.body.toString()).toBe('ok /echo');
+    const seen = hostile.requests.at(-1)!;
+    expect(seen.head).not.toMatch(/\r\ntrailer:/i);
+    expect(seen.body.toString()).toBe('hello');
+    await stillServing();
+  });
+
+  it('answers a request on an intercepted CONNECT that carries a Trailer header', async () => {
+    const secure = await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca);
+    const r = await exchange(secure, tlsGet('api.xiaomimimo.com', '/v1/models', 'Trailer: x-checksum\r\n'));
+    expect(r.responses[0]?.status).toBe(200);
+    expect(JSON.parse(r.responses[0]!.body.toString()).object).toBe('list');
+    await stillServing();
+  });
+
+  it('answers a chunked chat request with trailers that the reasoning rewrite turns into a Content-Length body', async () => {
+    const before = fake.requests.length;
+    const secure = await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca);
+    const half = Math.floor(FORGETFUL_BODY.length / 2);
+    const chunk = (text: string): string => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    const r = await exchange(secure, [
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: api.xiaomimimo.com\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n`,
+      chunk(FORGETFUL_BODY.slice(0, half)),
+      chunk(FORGETFUL_BODY.slice(half)),
+      '0\r\nx-checksum: 12345\r\n\r\n',
+    ]);
+    expect(r.responses[0]?.status).toBe(200);
+    const seen = fake.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    // Rewritten (reasoning put back), sent with its new length, without the trailer announcement.
+    expect(typeof seen[0]!.json.messages[1].reasoning_content).toBe('string');
+    expect(seen[0]!.headers['content-length']).toBe(String(seen[0]!.body.length));
+    expect(seen[0]!.headers['transfer-encoding']).toBeUndefined();
+    expect(seen[0]!.headers.trailer).toBeUndefined();
+    await stillServing();
+  });
+
+  it('relays an upstream answer that has both Content-Length and a Trailer header, on plain HTTP and on an intercepted host', async () => {
+    const plain = await exchange(await connect(proxy.port), plainGet('/trailer-response'));
+    const secure = await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca);
+    const intercepted = await exchange(secure, tlsGet('hostile.xiaomimimo.com', '/trailer-response'));
+    for (const r of [plain, intercepted]) {
+      expect(r.responses[0]?.status).toBe(200);
+      expect(r.responses[0]?.body.toString()).toBe('ok');
+      expect(r.responses[0]?.headers.trailer).toBeUndefined();
+    }
+    await stillServing();
+  });
+
+  it('ends an upstream answer it cannot relay (status 099, a 101 nobody asked for) with a JSON 502 and one log line', async () => {
+    const cases: Array<() => Promise<import('node:stream').Duplex>> = [
+      () => connect(proxy.port),
+      () => tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca),
+    ];
+    for (const open of cases) {
+      for (const target of ['/status-099', '/switch']) {
+        const logBefore = proxy.log().length;
+        const socket = await open();
+        const bytes = socket instanceof tls.TLSSocket ? tlsGet('hostile.xiaomimimo.com', target) : plainGet(target);
+        const r = await exchange(socket, bytes);
+        expect(isJsonError(r.responses[0], 502), `${target}: ${r.data.toString('latin1').slice(0, 200)}`).toBe(true);
+        expect(r.data.toString('latin1')).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/);
+        await sleep(50);
+        expect(problemLines(proxy.log().slice(logBefore)), target).toHaveLength(1);
+      }
+    }
+    await stillServing();
+  });
+
+  it('keeps a streamed conversation going to its end through a burst of such hostile requests', async () => {
+    fake.options.chunkDelayMs = 4;
+    const agent = new ConnectAgent({ host: '127.0.0.1', port: proxy.port });
+    try {
+      let conversationDone = false;
+      const conversation = runConversation({ url: CHAT, agent, ca, key: KEY, stream: true }).finally(() => (conversationDone = true));
+      const kinds: Array<[string, () => Promise<{ status: number | undefined }>]> = [
+        ['direct trailer', async () => {
+          const r = await exchange(await connect(proxy.port), `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${Buffer.byteLength(SIMPLE_BODY)}\r\nTrailer: x\r\n\r\n${SIMPLE_BODY}`);
+          return { status: r.responses[0]?.status };
+        }],
+        ['plain trailer', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/x', 'Trailer: x\r\n'))).responses[0]?.status })],
+        ['intercepted trailer', async () => ({ status: (await exchange(await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca), tlsGet('api.xiaomimimo.com', '/v1/models', 'Trailer: x\r\n'))).responses[0]?.status })],
+        ['upstream trailer', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/trailer-response'))).responses[0]?.status })],
+        ['upstream status 099', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/status-099'))).responses[0]?.status })],
+        ['upstream 101', async () => ({ status: (await exchange(await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca), tlsGet('hostile.xiaomimimo.com', '/switch'))).responses[0]?.status })],
+        ['HTTP/1.0', async () => ({ status: (await exchange(await connect(proxy.port), `GET http://127.0.0.1:${hostile.plainPort}/chunked HTTP/1.0\r\n\r\n`)).responses[0]?.status })],
+      ];
+      const expected: Record<string, number> = { 'upstream status 099': 502, 'upstream 101': 502 };
+      let rounds = 0;
+      const started = Date.now();
+      do {
+        rounds++;
+        const results = await Promise.all(kinds.map(async ([name, run]) => [name, (await run()).status] as const));
+        for (const [name, status] of results) expect(status, name).toBe(expected[name] ?? 200);
+      } while (!conversationDone && rounds < 20 && Date.now() - started < 15_000);
+      const { turns } = await conversation;
+      expect(turns.length).toBeGreaterThan(1);
+      expect(turns.every((t) => t.response.status === 200)).toBe(true);
+      expect(turns.at(-1)!.message?.tool_calls ?? null).toBeNull();
+    } finally {
+      agent.destroy();
+      fake.options.chunkDelayMs = 0;
+    }
+    await stillServing();
+  }, 60_000);
+
+  it('logged none of this with an API key or message text', () => {
+    const log = proxy.log();
+    expect(log.length).toBeGreaterThan(0);
+    expect(log).not.toContain(KEY);
+    expect(log).not.toContain(SECRET_TEXT);
+    expect(log).not.toContain('北京');
+  });
+});
