@@ -58,7 +58,8 @@ export class Interceptor {
     const secure = new tls.TLSSocket(client as net.Socket, {
       isServer: true,
       secureContext: context,
-      ALPNProtocols: ['http/1.1'],
+      // HTTP/1.0 too: a client that offers only it is answered in HTTP/1.0 terms (no chunking).
+      ALPNProtocols: ['http/1.1', 'http/1.0'],
     });
     this.endpoints.set(secure, endpoint);
     secure.on('error', (err: NodeJS.ErrnoException) => {

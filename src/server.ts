@@ -232,6 +232,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       res.destroy();
       return;
     }
+    // HTTP/1.0 may leave Host out; the CONNECT target names the host.
+    req.headers.host ??= endpoint.port === 443 ? endpoint.host : formatHostPort(endpoint.host, endpoint.port);
     plugin.routes.set(req, { kind: 'intercept', host: endpoint.host, port: endpoint.port });
     engine.handleRequest(true, req, res);
   }));

@@ -283,6 +283,50 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
     await stillServing();
   }, 60_000);
 
+  it('answers an HTTP/1.0 client in HTTP/1.0 terms: no chunked framing, the body ends when the connection does', async () => {
+    // Upstream sends chunked; plain HTTP.
+    const plain = await exchange(await connect(proxy.port), `GET http://127.0.0.1:${hostile.plainPort}/chunked HTTP/1.0\r\nHost: 127.0.0.1:${hostile.plainPort}\r\n\r\n`);
+    expect(plain.responses[0]?.status).toBe(200);
+    expect(plain.responses[0]?.headers['transfer-encoding']).toBeUndefined();
+    expect(plain.responses[0]?.framing).toBe('close');
+    expect(plain.responses[0]?.body.toString()).toBe('ok');
+    // Direct mode, streamed: the proxy taps the stream, which made the library announce chunked.
+    const body = JSON.stringify({ model: 'mimo-v2.6-pro', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    const direct = await exchange(await connect(proxy.port), `POST /v1/chat/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, { ms: 10_000 });
+    expect(direct.responses[0]?.status).toBe(200);
+    expect(direct.responses[0]?.headers['transfer-encoding']).toBeUndefined();
+    expect(direct.responses[0]?.body.toString()).toMatch(/data: \[DONE\]\s*$/);
+    await stillServing();
+  });
+
+  it('accepts a TLS client that offers only the http/1.0 ALPN protocol, and streams its chat completion without chunked framing', async () => {
+    const secure = await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca, ['http/1.0']);
+    expect(secure.alpnProtocol).toBe('http/1.0');
+    const body = JSON.stringify({ model: 'mimo-v2.6-pro', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    // No Host header: HTTP/1.0 allows that; the CONNECT target names the host.
+    const r = await exchange(secure, `POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, { ms: 10_000 });
+    expect(r.responses[0]?.status).toBe(200);
+    expect(r.responses[0]?.framing).toBe('close');
+    expect(r.responses[0]?.body.toString()).toMatch(/^data: \{/);
+    expect(r.responses[0]?.body.toString()).toMatch(/data: \[DONE\]\s*$/);
+    await stillServing();
+  });
+
+  it('answers each of two pipelined requests although upstream closes its connection after the first', async () => {
+    const before = hostile.requests.length;
+    const plain = await exchange(await connect(proxy.port), [plainGet('/close') + plainGet('/second')], { count: 2 });
+    const secure = await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca);
+    const intercepted = await exchange(secure, [tlsGet('hostile.xiaomimimo.com', '/close') + tlsGet('hostile.xiaomimimo.com', '/second')], { count: 2 });
+    for (const r of [plain, intercepted]) {
+      expect(r.responses.map((x) => [x.status, x.body.toString()])).toEqual([
+        [200, 'first'],
+        [200, 'ok /second'],
+      ]);
+    }
+    expect(hostile.requests.length - before).toBe(4);
+    await stillServing();
+  });
+
   it('logged none of this with an API key or message text', () => {
     const log = proxy.log();
     expect(log.length).toBeGreaterThan(0);
