@@ -93,6 +93,22 @@ function authChecker(auth: string | undefined): (req: http.IncomingMessage) => b
 /** Pooled upstream sockets idle this long are closed (servers commonly keep idle connections 60-75 s). */
 const IDLE_SOCKET_MS = 15_000;
 
+/**
+ * An upgrade (WebSocket and the like) would need a raw byte relay after the 101, which the
+ * request pipeline cannot give: such requests get a 501. `h2c` alone is no reason to refuse:
+ * a server may ignore it and answer in HTTP/1.1 (RFC 9113 3.2), which is what happens.
+ */
+function asksForUpgrade(req: http.IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  if (!upgrade) return false;
+  const connection = String(req.headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim());
+  if (!connection.includes('upgrade')) return false;
+  return upgrade.split(',').some((p) => p.trim() !== '' && !/^h2c$/i.test(p.trim()));
+}
+
+const UPGRADE_REFUSED =
+  'mimo-proxy does not relay protocol upgrades (WebSocket and the like) to intercepted hosts, in direct mode or on plain-HTTP proxy requests; HTTPS (wss:// included) to other hosts is tunnelled untouched through CONNECT';
+
 const PROXY_AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="mimo-proxy"\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ';
 
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
@@ -183,6 +199,10 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   });
 
   server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (asksForUpgrade(req)) {
+      sendJsonError(res, 501, UPGRADE_REFUSED);
+      return;
+    }
     const url = req.url ?? '/';
     if (url.startsWith('/')) {
       if (serveLocal(req, res, status, ca.caPem)) return;
@@ -230,6 +250,10 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     const endpoint = interceptor.endpoints.get(req.socket);
     if (!endpoint) {
       res.destroy();
+      return;
+    }
+    if (asksForUpgrade(req)) {
+      sendJsonError(res, 501, UPGRADE_REFUSED);
       return;
     }
     // HTTP/1.0 may leave Host out; the CONNECT target names the host.

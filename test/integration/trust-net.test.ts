@@ -262,9 +262,10 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
         ['upstream trailer', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/trailer-response'))).responses[0]?.status })],
         ['upstream status 099', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/status-099'))).responses[0]?.status })],
         ['upstream 101', async () => ({ status: (await exchange(await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca), tlsGet('hostile.xiaomimimo.com', '/switch'))).responses[0]?.status })],
+        ['websocket upgrade', async () => ({ status: (await exchange(await connect(proxy.port), plainGet('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'))).responses[0]?.status })],
         ['HTTP/1.0', async () => ({ status: (await exchange(await connect(proxy.port), `GET http://127.0.0.1:${hostile.plainPort}/chunked HTTP/1.0\r\n\r\n`)).responses[0]?.status })],
       ];
-      const expected: Record<string, number> = { 'upstream status 099': 502, 'upstream 101': 502 };
+      const expected: Record<string, number> = { 'upstream status 099': 502, 'upstream 101': 502, 'websocket upgrade': 501 };
       let rounds = 0;
       const started = Date.now();
       do {
@@ -282,6 +283,24 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
     }
     await stillServing();
   }, 60_000);
+
+  it('answers Upgrade requests with a JSON 501 on every route that would relay them, instead of silence', async () => {
+    const ws = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    const requestsBefore = hostile.requests.length;
+    const intercepted = await exchange(await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca), tlsGet('api.xiaomimimo.com', '/v1/realtime', ws));
+    const absolute = await exchange(await connect(proxy.port), plainGet('/ws', ws));
+    const direct = await exchange(await connect(proxy.port), `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\n${ws}\r\n`);
+    for (const [route, r] of [['intercepted', intercepted], ['plain HTTP', absolute], ['direct mode', direct]] as const) {
+      expect(isJsonError(r.responses[0], 501), `${route}: ${r.data.toString('latin1').slice(0, 200)}`).toBe(true);
+      expect(JSON.parse(r.responses[0]!.body.toString()).error.message).toMatch(/does not relay protocol upgrades/);
+    }
+    expect(hostile.requests.length).toBe(requestsBefore);
+    // h2c is an offer a server may ignore: the request is answered in HTTP/1.1, without the offer.
+    const h2c = await exchange(await connect(proxy.port), plainGet('/h2c', 'Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n'));
+    expect(h2c.responses[0]?.status).toBe(200);
+    expect(hostile.requests.at(-1)!.head).not.toMatch(/\r\n(upgrade|http2-settings):/i);
+    await stillServing();
+  });
 
   it('answers an HTTP/1.0 client in HTTP/1.0 terms: no chunked framing, the body ends when the connection does', async () => {
     // Upstream sends chunked; plain HTTP.
