@@ -16,6 +16,8 @@ import type { Logger } from './log.js';
 const RENEW_BEFORE_MS = 30 * 86_400_000;
 /** TLS contexts kept in memory (one per intercepted host name); others are rebuilt from the CA's cache. */
 const MAX_CONTEXTS = 256;
+/** A client that completed CONNECT gets this long to finish its TLS handshake; then its socket is closed. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface InterceptedEndpoint {
   /** The name the client asked for (CONNECT target): certificate name, Host, upstream TLS name. */
@@ -32,6 +34,7 @@ export class Interceptor {
     private readonly ca: CertificateAuthority,
     private readonly server: http.Server,
     private readonly log: Logger,
+    private readonly handshakeTimeoutMs: number = TLS_HANDSHAKE_TIMEOUT_MS,
   ) {}
 
   /** A TLS context for host, from memory when fresh; one signing per host at a time. */
@@ -62,6 +65,16 @@ export class Interceptor {
       ALPNProtocols: ['http/1.1', 'http/1.0'],
     });
     this.endpoints.set(secure, endpoint);
+    // No ClientHello, or a handshake that stalls: without this the socket stays open (the HTTP
+    // server's header timeout answers on it, which cannot close a socket mid-handshake).
+    const timer = setTimeout(() => {
+      this.log.debug('client TLS handshake timed out', { host: endpoint.host, ms: this.handshakeTimeoutMs });
+      secure.destroy();
+      client.destroy();
+    }, this.handshakeTimeoutMs);
+    timer.unref();
+    secure.once('secure', () => clearTimeout(timer));
+    secure.once('close', () => clearTimeout(timer));
     secure.on('error', (err: NodeJS.ErrnoException) => {
       this.log.debug('client TLS failed', { host: endpoint.host, code: err.code ?? err.message });
       secure.destroy();

@@ -20,7 +20,7 @@ import { MimoProxyError } from './errors.js';
 import { isOurHost } from './hosts.js';
 import { formatHostPort } from './connect-target.js';
 import { sendJsonError } from './http-error.js';
-import { Interceptor } from './intercept.js';
+import { Interceptor, TLS_HANDSHAKE_TIMEOUT_MS } from './intercept.js';
 import { directPath, notFound, serveLocal, type StatusReport } from './local.js';
 import type { Logger } from './log.js';
 import { createPlugin } from './plugin.js';
@@ -93,6 +93,29 @@ function authChecker(auth: string | undefined): (req: http.IncomingMessage) => b
 /** Pooled upstream sockets idle this long are closed (servers commonly keep idle connections 60-75 s). */
 const IDLE_SOCKET_MS = 15_000;
 
+/** How long a client connection may take and idle, the same for direct and intercepted connections. */
+export interface ConnectionLimits {
+  /** After CONNECT to an intercepted host: the TLS handshake must be done within this. */
+  handshakeMs: number;
+  /** A request's headers must have arrived this long after the connection (or the request) began. */
+  headersMs: number;
+  /** A whole request, body included, must have arrived within this. */
+  requestMs: number;
+  /** Idle between two requests. */
+  keepAliveMs: number;
+  /** How often the header and request limits are checked. */
+  checkEveryMs: number;
+}
+
+/** Node's defaults for the HTTP limits, made explicit; only tests pass others to startProxy. */
+export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
+  handshakeMs: TLS_HANDSHAKE_TIMEOUT_MS,
+  headersMs: 60_000,
+  requestMs: 300_000,
+  keepAliveMs: 65_000,
+  checkEveryMs: 30_000,
+};
+
 /**
  * An upgrade (WebSocket and the like) would need a raw byte relay after the 101, which the
  * request pipeline cannot give: such requests get a 501. `h2c` alone is no reason to refuse:
@@ -111,7 +134,8 @@ const UPGRADE_REFUSED =
 
 const PROXY_AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="mimo-proxy"\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ';
 
-export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
+export async function startProxy(config: ProxyConfig, log: Logger, connectionLimits: Partial<ConnectionLimits> = {}): Promise<RunningProxy> {
+  const timing = { ...CONNECTION_LIMITS, ...connectionLimits };
   const started = Date.now();
   const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
   const expiry = ca.expiryWarning();
@@ -131,9 +155,20 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     https: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS, secureContext: tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) }) }),
   };
 
-  const server = http.createServer({ keepAliveTimeout: 65_000 });
-  const interceptServer = http.createServer({ keepAliveTimeout: 65_000 });
-  const interceptor = new Interceptor(ca, interceptServer, log);
+  const serverOptions: http.ServerOptions = {
+    keepAliveTimeout: timing.keepAliveMs,
+    headersTimeout: timing.headersMs,
+    requestTimeout: timing.requestMs,
+    connectionsCheckingInterval: timing.checkEveryMs,
+  };
+  const server = http.createServer(serverOptions);
+  const interceptServer = http.createServer(serverOptions);
+  // Node checks headersTimeout and requestTimeout only on connections of a server that has
+  // emitted 'listening'. This one never listens (intercept.ts hands it the TLS sockets), so
+  // start that tracking here: otherwise an intercepted connection that sends no request stays
+  // open for good. close() below stops it again.
+  interceptServer.emit('listening');
+  const interceptor = new Interceptor(ca, interceptServer, log, timing.handshakeMs);
   const reasoning = new ReasoningService({ config, cache, counters, log, agents });
   const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
   const engine = new Engine(agents, plugin.onError);
@@ -264,8 +299,15 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
 
   const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket | import('node:stream').Duplex): void => {
     log.debug('client sent a bad request', { code: err.code ?? err.message });
-    if (socket.writable && !(err.code === 'ECONNRESET')) socket.end(rawHttpError(400, 'Bad Request', 'mimo-proxy could not parse this request'));
-    else socket.destroy();
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    socket.end(timedOut ? rawHttpError(408, 'Request Timeout', 'mimo-proxy got no complete request in time') : rawHttpError(400, 'Bad Request', 'mimo-proxy could not parse this request'));
+    // The servers allow half-open sockets: without this a peer that never closes its side
+    // would keep the socket (and its file descriptor) forever.
+    socket.once('finish', () => socket.destroy());
   };
   server.on('clientError', onClientError);
   interceptServer.on('clientError', onClientError);
@@ -296,6 +338,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     close() {
       closing ??= new Promise<void>((resolve) => {
         plugin.shutdown();
+        interceptServer.close();
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
         agents.http.destroy();

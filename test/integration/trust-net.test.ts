@@ -7,17 +7,17 @@
  * so a crash shows as an exited process. Real sockets and real TLS, loopback only, every
  * loop bounded in count and time, everything a test starts it stops.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConversation } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { tempDir, upstreamArgs } from '../support/harness.js';
-import { ConnectAgent } from '../support/proxy-client.js';
+import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { ConnectAgent, request } from '../support/proxy-client.js';
 import { spawnProxy, type ProxyProcess } from '../support/proxy-process.js';
-import { connect, exchange, tlsThrough, type RawResponse } from '../support/raw-http.js';
+import { closesWithin, connect, connectThrough, exchange, tlsThrough, type RawResponse } from '../support/raw-http.js';
 
 const KEY = 'sk-trust-net-5d20ab';
 /** Message text that must never reach a log. */
@@ -353,4 +353,142 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
     expect(log).not.toContain(SECRET_TEXT);
     expect(log).not.toContain('北京');
   });
+});
+
+/**
+ * For a peer that keeps its side of the connection open: waits for the proxy's end of stream,
+ * then writes a byte every 100 ms; a connection the proxy has let go of answers with a reset,
+ * which closes the socket. True once that happened within `ms`.
+ */
+async function releasedByProxy(socket: net.Socket, ms: number): Promise<boolean> {
+  let ended = false;
+  let gone = socket.destroyed;
+  socket.once('end', () => (ended = true));
+  socket.once('close', () => (gone = true));
+  socket.resume();
+  const deadline = Date.now() + ms;
+  while (!gone && Date.now() < deadline) {
+    if (ended && socket.writable) socket.write('x');
+    await sleep(100);
+  }
+  return gone;
+}
+
+describe('connections that never get anywhere are closed', () => {
+  const LIMITS = { handshakeMs: 800, headersMs: 1500, requestMs: 3000, keepAliveMs: 1500, checkEveryMs: 200 };
+  let fake: FakeMimo;
+  let h: Harness;
+
+  beforeAll(async () => {
+    fake = await startFakeMimo();
+    h = await startHarness([...upstreamArgs(fake), '--no-persist'], { limits: LIMITS });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await fake?.close();
+  });
+
+  it('closes intercepted sockets that stall before, during or right after the TLS handshake, and idle plain ones, and serves on', async () => {
+    const ca = h.proxy.ca.caPem;
+    const sockets: Array<[string, net.Socket | tls.TLSSocket]> = [];
+    try {
+      sockets.push(['CONNECT, then no ClientHello', await connectThrough(h.proxy.port, 'api.xiaomimimo.com:443')]);
+      const stalled = await connectThrough(h.proxy.port, 'api.xiaomimimo.com:443');
+      // The start of a TLS record announcing 512 bytes of handshake, then nothing.
+      stalled.write(Buffer.from('1603010200010001fc0303', 'hex'));
+      sockets.push(['CONNECT, half a ClientHello', stalled]);
+      sockets.push(['TLS done, no request', await tlsThrough(h.proxy.port, 'api.xiaomimimo.com', ca)]);
+      const answered = await tlsThrough(h.proxy.port, 'api.xiaomimimo.com', ca);
+      answered.write(`GET /v1/models HTTP/1.1\r\nHost: api.xiaomimimo.com\r\nAuthorization: Bearer ${KEY}\r\n\r\n`);
+      sockets.push(['one request answered, then idle', answered]);
+      const partial = await connect(h.proxy.port);
+      partial.write('GET /health HTTP/1.1\r\nHost: 127.');
+      sockets.push(['plain, half a request', partial]);
+      const silent = await connect(h.proxy.port);
+      sockets.push(['plain, nothing sent', silent]);
+      for (const [, socket] of sockets) socket.on('error', () => undefined);
+
+      // A peer that keeps its own side open after the proxy's answer: the proxy must still let go.
+      const halfOpen = net.connect({ port: h.proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+      halfOpen.on('error', () => undefined);
+      halfOpen.write('GET /health HTTP/1.1\r\nHost: 127.');
+
+      const closed = await Promise.all(sockets.map(([, socket]) => closesWithin(socket, 15_000)));
+      expect(Object.fromEntries(sockets.map(([name], i) => [name, closed[i]]))).toEqual(Object.fromEntries(sockets.map(([name]) => [name, true])));
+      sockets.push(['plain, half a request, its side kept open', halfOpen]);
+      expect(await releasedByProxy(halfOpen, 15_000)).toBe(true);
+    } finally {
+      for (const [, socket] of sockets) socket.destroy();
+    }
+    const agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    try {
+      const res = await request('https://api.xiaomimimo.com/v1/models', { agent, ca, headers: { authorization: `Bearer ${KEY}` } });
+      expect(res.status).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+    expect(h.logLines.join('')).toMatch(/client TLS handshake timed out/);
+  }, 30_000);
+});
+
+describe('under a file-descriptor limit, with the CLI in its own process', () => {
+  const FILE_LIMIT = 256;
+  const HOSTILE = 300;
+  let fake: FakeMimo;
+  let proxy: ProxyProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    fake = await startFakeMimo();
+    dir = tempDir('trust-fd');
+    proxy = await spawnProxy(['--certs', path.join(dir, 'certs'), ...upstreamArgs(fake), '--log-level', 'debug'], { fileLimit: FILE_LIMIT });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await fake?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('closes more silent CONNECT sockets than the limit allows once the handshake time is up, and then serves /health and a new client', async () => {
+    const ca = readFileSync(path.join(dir, 'certs', 'ca.pem'), 'utf8');
+    const hostile: net.Socket[] = [];
+    let closed = 0;
+    try {
+      for (let i = 0; i < HOSTILE; i++) {
+        const socket = net.connect(proxy.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.once('close', () => closed++);
+        socket.resume();
+        socket.once('connect', () => socket.write('CONNECT api.xiaomimimo.com:443 HTTP/1.1\r\nHost: api.xiaomimimo.com:443\r\n\r\n'));
+        hostile.push(socket);
+        if (i % 50 === 49) await sleep(50);
+      }
+      // The proxy really is at its limit: every descriptor it may open is open (Linux shows them).
+      const fds = `/proc/${proxy.child.pid}/fd`;
+      if (existsSync(fds)) {
+        let peak = 0;
+        for (let i = 0; i < 50 && peak < FILE_LIMIT - 4; i++, await sleep(100)) peak = Math.max(peak, readdirSync(fds).length);
+        expect(peak).toBeGreaterThanOrEqual(FILE_LIMIT - 4);
+      }
+      // TLS_HANDSHAKE_TIMEOUT_MS is 10 s; give it room on a loaded machine.
+      const deadline = Date.now() + 40_000;
+      while (closed < HOSTILE && Date.now() < deadline) await sleep(100);
+      expect(closed).toBe(HOSTILE);
+    } finally {
+      for (const socket of hostile) socket.destroy();
+    }
+    expect(proxy.alive(), proxy.log().slice(-2000)).toBe(true);
+    expect(proxy.log()).toMatch(/client TLS handshake timed out/);
+
+    const health = await exchange(await connect(proxy.port), 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    expect(health.responses[0]?.status).toBe(200);
+    const agent = new ConnectAgent({ host: '127.0.0.1', port: proxy.port });
+    try {
+      const { turns } = await runConversation({ url: CHAT, agent, ca, key: KEY, stream: true });
+      expect(turns.length).toBeGreaterThan(1);
+      expect(turns.every((t) => t.response.status === 200)).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+  }, 90_000);
 });

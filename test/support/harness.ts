@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, resolveConfig } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/log.js';
-import { startProxy, type RunningProxy } from '../../src/server.js';
+import { startProxy, type ConnectionLimits, type RunningProxy } from '../../src/server.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from './fake-mimo.js';
 import { ConnectAgent } from './proxy-client.js';
 
@@ -32,14 +32,14 @@ export function upstreamArgs(fake: FakeMimo): string[] {
   ];
 }
 
-export async function startHarness(args: string[], options: { certsDir?: string; keepCerts?: boolean } = {}): Promise<Harness> {
+export async function startHarness(args: string[], options: { certsDir?: string; keepCerts?: boolean; limits?: Partial<ConnectionLimits> } = {}): Promise<Harness> {
   const certsDir = options.certsDir ?? tempDir('certs');
   const logLines: string[] = [];
   const log: Logger = createLogger('debug', (line) => {
     logLines.push(line);
   });
   const config = resolveConfig(parseArgs(['--port', '0', '--certs', certsDir, ...args]).options);
-  const proxy = await startProxy(config, log);
+  const proxy = await startProxy(config, log, options.limits);
   return {
     proxy,
     certsDir,
