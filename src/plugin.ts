@@ -28,7 +28,7 @@ import type { Counters } from './stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
 
 export interface Route {
-  /** intercept: ours via CONNECT or plain HTTP; direct: direct mode; passthrough: plain HTTP to another host. */
+  /** intercept: ours via CONNECT; direct: direct mode; passthrough: plain HTTP (any host, forwarded unchanged). */
   kind: 'intercept' | 'direct' | 'passthrough';
   /** Name for the Host header and upstream certificate verification. */
   host: string;

@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net, { isIP } from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { loadOrCreateCa, type CertificateAuthority } from './ca/index.js';
@@ -17,7 +17,6 @@ import { ReasoningCache } from './cache.js';
 import { PACKAGE_ROOT, type ProxyConfig } from './config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from './errors.js';
-import { isOurHost } from './hosts.js';
 import { formatHostPort } from './connect-target.js';
 import { sendJsonError } from './http-error.js';
 import { Interceptor, TLS_HANDSHAKE_TIMEOUT_MS } from './intercept.js';
@@ -275,9 +274,10 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
       res.end('{"error":{"message":"mimo-proxy forwards http:// URLs; use CONNECT (HTTPS_PROXY) for https","type":"mimo_proxy_error"}}');
       return;
     }
+    // Plain http:// is forwarded unchanged, to our hosts too (the README says so): only what
+    // arrives over an intercepted TLS connection or in direct mode is rewritten.
     const hostname = target.hostname.replace(/^\[|\]$/g, '');
-    const kind = isIP(hostname) === 0 && isOurHost(hostname, config.domains) ? 'intercept' : 'passthrough';
-    plugin.routes.set(req, { kind, host: hostname, port: Number(target.port) || 80 });
+    plugin.routes.set(req, { kind: 'passthrough', host: hostname, port: Number(target.port) || 80 });
     engine.handleRequest(false, req, res);
   }));
 

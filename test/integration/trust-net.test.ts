@@ -346,6 +346,20 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
     await stillServing();
   });
 
+  it('forwards a plain-HTTP request to an intercepted host unchanged: the body reaches upstream byte for byte', async () => {
+    const before = hostile.requests.length;
+    const r = await exchange(
+      await connect(proxy.port),
+      `POST http://api.xiaomimimo.com/v1/chat/completions HTTP/1.1\r\nHost: api.xiaomimimo.com\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(FORGETFUL_BODY)}\r\n\r\n${FORGETFUL_BODY}`,
+    );
+    expect(r.responses[0]?.status).toBe(200);
+    const seen = hostile.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.body.equals(Buffer.from(FORGETFUL_BODY))).toBe(true);
+    expect(seen[0]!.head).toMatch(/^POST \/v1\/chat\/completions HTTP\/1\.1\r\n/);
+    await stillServing();
+  });
+
   it('logged none of this with an API key or message text', () => {
     const log = proxy.log();
     expect(log.length).toBeGreaterThan(0);
