@@ -239,7 +239,8 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
         const r = await exchange(socket, bytes);
         expect(isJsonError(r.responses[0], 502), `${target}: ${r.data.toString('latin1').slice(0, 200)}`).toBe(true);
         expect(r.data.toString('latin1')).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/);
-        await sleep(50);
+        // The log line may reach us after the answer: wait for it (bounded), then count.
+        for (let i = 0; i < 100 && problemLines(proxy.log().slice(logBefore)).length === 0; i++) await sleep(50);
         expect(problemLines(proxy.log().slice(logBefore)), target).toHaveLength(1);
       }
     }
