@@ -16,8 +16,8 @@ import type tls from 'node:tls';
 import type { ProxyConfig } from './config.js';
 import { formatHostPort, parseConnectTarget } from './connect-target.js';
 import { resolveDestination } from './connect-to.js';
-import type { Context } from './engine.js';
 import { isEncoded } from './encoding.js';
+import { UpstreamProtocolError, type Context } from './engine.js';
 import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
 import { isOurHost } from './hosts.js';
 import type { Interceptor } from './intercept.js';
@@ -257,6 +257,11 @@ export function createPlugin(deps: PluginDeps) {
       delete headers['transfer-encoding'];
       const request = reasoning.request(ctx.isSSL, { ...options, headers }, resolve);
       request.on('error', reject);
+      // A 101: without an 'upgrade' listener Node drops the socket and the retry never settles.
+      request.once('upgrade', (_res: http.IncomingMessage, socket: Duplex) => {
+        socket.destroy();
+        reject(new UpstreamProtocolError('it switched protocols (101)'));
+      });
       armTimeout(state, request);
       request.end(body);
     });

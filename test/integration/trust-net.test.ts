@@ -13,7 +13,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runConversation } from '../support/conversation.js';
-import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
+import { REASONING_ERROR_BODY, startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { spawnProxy, type ProxyProcess } from '../support/proxy-process.js';
@@ -54,12 +54,14 @@ interface Hostile {
  *   /switch            101 Switching Protocols to a request that asked for nothing
  *   /chunked           a chunked 200 "ok"
  *   /close             200 "first" with Connection: close, then closes
+ *   /retry-101/chat/completions  MiMo's reasoning 400, then (the proxy's retry) a 101
  *   anything else      200 "ok PATH" with Content-Length
  * Requests with Content-Length bodies are parsed, pipelined ones too.
  */
 async function startHostile(cert: { certPem: string; keyPem: string }): Promise<Hostile> {
   const sockets = new Set<net.Socket>();
   const requests: Hostile['requests'] = [];
+  let chats = 0;
   const serve = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -80,6 +82,11 @@ async function startHostile(cert: { certPem: string; keyPem: string }): Promise<
         if (target === '/trailer-response') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTrailer: x-checksum\r\n\r\nok');
         else if (target === '/status-099') socket.write('HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok');
         else if (target === '/switch') {
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+          done = true;
+        } else if (target === '/retry-101/chat/completions' && chats++ % 2 === 0) {
+          socket.write(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(REASONING_ERROR_BODY)}\r\n\r\n${REASONING_ERROR_BODY}`);
+        } else if (target === '/retry-101/chat/completions') {
           socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
           done = true;
         } else if (target === '/chunked') socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
@@ -244,6 +251,20 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
         expect(problemLines(proxy.log().slice(logBefore)), target).toHaveLength(1);
       }
     }
+    await stillServing();
+  });
+
+  it('ends a reasoning retry that upstream answers with a 101 with a JSON 502, instead of waiting forever', async () => {
+    const before = hostile.requests.length;
+    const secure = await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca);
+    const r = await exchange(
+      secure,
+      `POST /retry-101/chat/completions HTTP/1.1\r\nHost: hostile.xiaomimimo.com\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(FORGETFUL_BODY)}\r\n\r\n${FORGETFUL_BODY}`,
+      { ms: 10_000 },
+    );
+    // Both attempts went upstream: the first got the reasoning 400, the retry the 101.
+    expect(hostile.requests.slice(before).map((q) => q.head.split(' ')[1])).toEqual(['/retry-101/chat/completions', '/retry-101/chat/completions']);
+    expect(isJsonError(r.responses[0], 502), r.data.toString('latin1').slice(0, 200)).toBe(true);
     await stillServing();
   });
 
