@@ -254,6 +254,14 @@ describe('with the proxy in its own process, one hostile peer ends only its own 
     await stillServing();
   });
 
+  it('answers a request whose Host header the library cannot parse with a JSON 502', async () => {
+    // The library runs url.parse() on a Host that starts with http://, which throws on this one.
+    const secure = await tlsThrough(proxy.port, 'api.xiaomimimo.com', ca);
+    const r = await exchange(secure, `GET /v1/models HTTP/1.1\r\nHost: http://[::1\r\nAuthorization: Bearer ${KEY}\r\n\r\n`);
+    expect(isJsonError(r.responses[0], 502), r.data.toString('latin1').slice(0, 200)).toBe(true);
+    await stillServing();
+  });
+
   it('ends a reasoning retry that upstream answers with a 101 with a JSON 502, instead of waiting forever', async () => {
     const before = hostile.requests.length;
     const secure = await tlsThrough(proxy.port, 'hostile.xiaomimimo.com', ca);
