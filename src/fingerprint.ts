@@ -1,14 +1,8 @@
 /**
- * Cache keys for one assistant message, so a reply learned from a response
- * can be found again when the client sends it back in a later request.
+ * What identifies a chat-completions assistant turn and the messages before
+ * it, for match.ts (which builds the cache keys from both).
  *
- * Two kinds of key, tried in this order by messageKeys():
- *   `id:<tool call id>`  one per tool call; the id MiMo issued is the most
- *                        precise key, and most clients send it back as is.
- *   `fp:<sha256 hex>`    the message's fingerprint, for clients that rewrite
- *                        tool call ids or for plain turns that have none.
- *
- * The fingerprint is the SHA-256 of the canonical form, which is the JSON
+ * The turn digest is the SHA-256 of the canonical form, the JSON
  *   {"content":"<text>","tool_calls":[{"arguments":"<args>","name":"<name>"}, ...]}
  * where
  *   content    the message's text: a string as is; an array of parts -> the
@@ -23,54 +17,55 @@
  *              re-serialised or re-ordered the arguments still matches; when
  *              they do not parse, the raw string trimmed.
  * Reasoning is not part of it (it is what we look up).
+ *
+ * A context message's form is its role and what a client keeps stable:
+ *   user, tool   the text (string, or the text of its parts; other parts by
+ *                their canonical JSON), trimmed;
+ *   assistant    its calls (name + canonical arguments), or its text when it
+ *                has none: never its reasoning, ids or other fields;
+ *   system, developer  not counted (clients rewrite system prompts).
  */
-import { createHash } from 'node:crypto';
-import type { AssistantMessage } from './chat/types.js';
 import { contentText, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './chat/types.js';
+import { canonicalJson } from './json.js';
+import { sha256, type TurnIdentity } from './match.js';
 
-export function toolCallKey(id: string): string {
-  return `id:${id}`;
-}
-
-export function fingerprintKey(message: AssistantMessage): string {
-  return `fp:${createHash('sha256').update(canonicalMessage(message)).digest('hex')}`;
-}
-
-/** Every tool call id key (in call order, without repeats), then the fingerprint key. */
-export function messageKeys(message: AssistantMessage): string[] {
-  return [...toolCallKeys(message), fingerprintKey(message)];
-}
+export { canonicalJson };
 
 /**
- * A message with neither tool calls nor text has no key of its own (every
- * such message would share one fingerprint): it is neither learned nor looked up.
+ * A message with neither tool calls nor text has nothing of its own to be
+ * found by (every such message would look the same): it is neither learned
+ * nor looked up.
  */
-export function identifiable(message: AssistantMessage): boolean {
+export function identifiable(message: unknown): boolean {
   if (!isRecord(message)) return false;
   return toolCallsOf(message).length > 0 || contentText(message['content']).trim() !== '';
 }
 
-/** The `id:` keys of a message alone, cheap: no hashing. */
-export function toolCallKeys(message: AssistantMessage): string[] {
-  const keys: string[] = [];
-  if (!isRecord(message)) return keys;
+/** The turn's identity, or undefined when it has none (see identifiable). */
+export function chatTurnIdentity(message: unknown): TurnIdentity | undefined {
+  if (!identifiable(message)) return undefined;
+  return { turn: sha256(canonicalMessage(message)), ids: toolCallIds(message) };
+}
+
+/** The tool call ids of a message, in call order, without repeats or empty ones. */
+export function toolCallIds(message: unknown): string[] {
+  const ids: string[] = [];
+  if (!isRecord(message)) return ids;
   for (const call of toolCallsOf(message)) {
     const id = toolCallId(call);
-    if (id === '') continue;
-    const key = toolCallKey(id);
-    if (!keys.includes(key)) keys.push(key);
+    if (id !== '' && !ids.includes(id)) ids.push(id);
   }
-  return keys;
+  return ids;
 }
 
 /** The canonical form described in the header (exported for tests). */
-export function canonicalMessage(message: AssistantMessage): string {
+export function canonicalMessage(message: unknown): string {
   const record = isRecord(message) ? message : {};
-  const calls = toolCallsOf(record).map((call) => ({
-    arguments: canonicalArguments(toolCallArguments(call)),
-    name: toolCallName(call),
-  }));
-  return JSON.stringify({ content: contentText(record['content']).trim(), tool_calls: calls });
+  return JSON.stringify({ content: contentText(record['content']).trim(), tool_calls: canonicalCalls(record) });
+}
+
+function canonicalCalls(message: Record<string, unknown>): { arguments: string; name: string }[] {
+  return toolCallsOf(message).map((call) => ({ arguments: canonicalArguments(toolCallArguments(call)), name: toolCallName(call) }));
 }
 
 /** Arguments parsed and re-serialised with sorted keys; the trimmed raw string when they do not parse. */
@@ -84,13 +79,24 @@ export function canonicalArguments(raw: string): string {
   }
 }
 
-/** JSON with object keys sorted recursively and no whitespace. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (isRecord(value)) {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key])}`).join(',')}}`;
+/** A message's context form (see the header), or undefined for one that does not count. */
+export function chatContextForm(message: unknown): string | undefined {
+  if (!isRecord(message)) return JSON.stringify(['?', canonicalJson(message)]);
+  const role = typeof message['role'] === 'string' ? message['role'] : '';
+  if (role === 'system' || role === 'developer') return undefined;
+  if (role === 'assistant') {
+    const calls = canonicalCalls(message);
+    return JSON.stringify([role, calls.length > 0 ? calls : contentText(message['content']).trim()]);
   }
-  // Primitives from JSON.parse: string, number, boolean, null.
-  return JSON.stringify(value) ?? 'null';
+  return JSON.stringify([role, partsText(message['content'])]);
+}
+
+/** Text of a content: a string trimmed; parts as their text, others as canonical JSON. */
+function partsText(content: unknown): string {
+  if (typeof content === 'string') return content.trim();
+  if (!Array.isArray(content)) return content === undefined || content === null ? '' : canonicalJson(content);
+  return content
+    .map((part) => (typeof part === 'string' ? part : isRecord(part) && typeof part['text'] === 'string' ? part['text'] : canonicalJson(part)))
+    .join('\n')
+    .trim();
 }

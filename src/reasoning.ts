@@ -23,7 +23,7 @@ import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
 import type { Surface } from './surface.js';
 import { isReasoningRejection } from './upstream-error.js';
-import type { Learned } from './chat/types.js';
+import { learnKeys, type Learned, type TurnReasoning } from './match.js';
 
 /** An error body larger than this is not MiMo's reasoning 400; it is passed on. */
 const MAX_ERROR_PEEK_BYTES = 64 * 1024;
@@ -38,12 +38,11 @@ export interface ReasoningServiceOptions {
 
 /**
  * The ladder: the configured strategy first; on MiMo's reasoning 400, once more with the next
- * stronger one: flatten every tool exchange still lacking reasoning found by its own ids
- * (a fingerprint hit may be another turn's identical call), and after `flatten` also give
- * plain turns a placeholder (whether MiMo needs them there is unknown).
+ * stronger one: flatten every tool exchange whose reasoning is not remembered, and after
+ * `flatten` also give plain turns a placeholder (whether MiMo needs them there is unknown).
  */
 export function retryPolicy(first: Degrade): RewritePolicy {
-  return { degrade: 'flatten', plainTurns: first === 'flatten', fingerprintFallback: false };
+  return { degrade: 'flatten', plainTurns: first === 'flatten' };
 }
 
 export class ReasoningService {
@@ -67,6 +66,8 @@ export class Exchange {
   private original: Buffer | undefined;
   private firstBody: Buffer | undefined;
   private tap: LearningTap | undefined;
+  /** Where the answer's turn sits in its conversation (match.ts); undefined: learn nothing from it. */
+  private context: string | undefined;
   private done = false;
 
   constructor(
@@ -93,21 +94,8 @@ export class Exchange {
   /** End of the request body; the bytes still to send upstream. */
   requestEnd(): Buffer | undefined {
     if (!this.buffering) return undefined;
-    this.buffering = false;
-    const original = Buffer.concat(this.chunks);
-    this.chunks = [];
-    this.original = original;
-    const outcome = this.rewrite(original, { degrade: this.options.config.degrade });
-    if (outcome.kind === 'skipped') {
-      this.options.counters.skippedBodies++;
-      this.options.log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
-      this.original = undefined;
-      return original;
-    }
-    this.learn(outcome.learned);
-    this.firstBody = outcome.body;
-    if (outcome.kind === 'rewritten') this.report('rewrote request', outcome);
-    return outcome.body;
+    const sent = this.takeBody();
+    return this.firstRewrite(sent)?.body ?? sent;
   }
 
   /**
@@ -118,9 +106,7 @@ export class Exchange {
    */
   async requestEndEncoded(header: string | readonly string[]): Promise<{ body: Buffer | undefined; identity: boolean; decoded: boolean }> {
     if (!this.buffering) return { body: undefined, identity: false, decoded: false };
-    this.buffering = false;
-    const sent = Buffer.concat(this.chunks);
-    this.chunks = [];
+    const sent = this.takeBody();
     const asSent = { body: sent, identity: false, decoded: false };
     const { counters, log, config } = this.options;
     try {
@@ -133,17 +119,9 @@ export class Exchange {
         else log.debug('compressed request body not decoded, forwarded unchanged', { reason: decoded.kind });
         return asSent;
       }
-      const outcome = this.rewrite(decoded.body, { degrade: config.degrade });
-      if (outcome.kind === 'skipped') {
-        counters.skippedBodies++;
-        log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
-        return asSent;
-      }
-      this.learn(outcome.learned);
-      this.original = decoded.body;
-      this.firstBody = outcome.body;
+      const outcome = this.firstRewrite(decoded.body);
+      if (outcome === undefined) return asSent;
       if (outcome.kind === 'unchanged') return { body: sent, identity: false, decoded: true };
-      this.report('rewrote request', outcome);
       return { body: outcome.body, identity: true, decoded: true };
     } catch (err) {
       // Never into live traffic: the bytes as sent, and no retry with a decoded body.
@@ -152,6 +130,33 @@ export class Exchange {
       log.error('compressed request body not handled, forwarding it as sent', { error: (err as Error)?.name ?? 'unknown' });
       return asSent;
     }
+  }
+
+  /** The buffered body, once; buffering stops. */
+  private takeBody(): Buffer {
+    this.buffering = false;
+    const body = Buffer.concat(this.chunks);
+    this.chunks = [];
+    return body;
+  }
+
+  /**
+   * The first attempt's rewrite of the body the client sent (decoded): learns what the request
+   * carries and keeps what a retry and the answer need. Undefined: left as sent.
+   */
+  private firstRewrite(body: Buffer): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
+    const outcome = this.rewrite(body, { degrade: this.options.config.degrade });
+    if (outcome.kind === 'skipped') {
+      this.options.counters.skippedBodies++;
+      this.options.log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
+      return undefined;
+    }
+    this.learn(outcome.learned);
+    this.context = outcome.context;
+    this.original = body;
+    this.firstBody = outcome.body;
+    if (outcome.kind === 'rewritten') this.report('rewrote request', outcome);
+    return outcome;
   }
 
   private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {
@@ -178,9 +183,16 @@ export class Exchange {
 
   private learn(learned: readonly Learned[]): void {
     for (const entry of learned) {
-      this.options.cache.remember(this.scope, entry.keys, entry.reasoning);
+      this.options.cache.remember(this.scope, learnKeys(entry), entry.reasoning);
       this.options.counters.learned++;
     }
+  }
+
+  /** The answer's turns, under the context of the request they answer; their ids are the upstream's. */
+  private learnAnswer(turns: readonly TurnReasoning[]): void {
+    const context = this.context;
+    if (context === undefined) return;
+    this.learn(turns.map((turn) => ({ ...turn, context, upstreamIds: true })));
   }
 
   /**
@@ -208,7 +220,7 @@ export class Exchange {
     // Memory: the bodies are no longer needed once the answer is chosen.
     this.original = undefined;
     this.firstBody = undefined;
-    if (final.statusCode === 200) {
+    if (final.statusCode === 200 && this.context !== undefined) {
       const type = String(final.headers['content-type'] ?? '');
       const max = this.options.config.maxBodyBytes;
       // A compressed answer is decoded for the tap (tap/decode.ts); an unknown coding is not learned from.
@@ -235,11 +247,11 @@ export class Exchange {
     if (learned instanceof Promise) {
       return learned
         .then((entries) => {
-          if (entries) this.learn(entries);
+          if (entries) this.learnAnswer(entries);
         })
         .catch((err: unknown) => this.options.log.error('learning from a compressed answer failed', { error: (err as Error)?.name ?? 'unknown' }));
     }
-    if (learned) this.learn(learned);
+    if (learned) this.learnAnswer(learned);
     return undefined;
   }
 

@@ -8,16 +8,18 @@
  * null, not a string, or only whitespace: DeepSeek (same rule) rejects `''`,
  * and a lone space is a gateway's backfill, not reasoning worth keeping over
  * the real one. Any other value the client sent is never touched; it is
- * reported in `learned` so it can be remembered.
+ * reported in `learned` so it can be remembered. What is put back is found
+ * only for the same turn in the same conversation (match.ts).
  *
  * Returns a description of what it did; no change -> the very Buffer it was
  * given, so the original bytes go upstream. Pure, and never throws.
  */
 import { isUtf8 } from 'node:buffer';
-import type { Learned } from './chat/types.js';
 import { hasReasoning, isRecord, toolCallsOf } from './chat/types.js';
 import { flattenToolExchange, plainPlaceholder, toolCallPlaceholder } from './degrade.js';
-import { fingerprintKey, identifiable, messageKeys, toolCallKeys } from './fingerprint.js';
+import { chatContextForm, chatTurnIdentity } from './fingerprint.js';
+import { parseJson } from './json.js';
+import { ContextWindows, lookupKeys, type Learned } from './match.js';
 
 export type Degrade = 'placeholder' | 'flatten';
 
@@ -26,12 +28,6 @@ export interface RewritePolicy {
   degrade: Degrade;
   /** Also give plain assistant messages lacking reasoning a placeholder (the retry: whether MiMo needs it there is unknown). */
   plainTurns?: boolean;
-  /**
-   * Look a message that has tool-call ids up by its fingerprint too (default true). The retry
-   * turns this off: two identical calls in different turns share a fingerprint, so a
-   * fingerprint hit for a message whose ids are unknown may be another turn's reasoning.
-   */
-  fingerprintFallback?: boolean;
 }
 
 export interface RewriteChanges {
@@ -47,12 +43,17 @@ export interface RewriteChanges {
 
 export type SkipReason = 'invalid-json' | 'not-an-object' | 'no-messages' | 'internal-error';
 
+/**
+ * `learned`: turns that came with their own reasoning; `context`: the context digest of the
+ * turn that will answer this request (match.ts), to learn that turn under.
+ */
 export type RewriteOutcome =
-  | { kind: 'unchanged'; body: Buffer; learned: Learned[]; changes: RewriteChanges }
-  | { kind: 'rewritten'; body: Buffer; learned: Learned[]; changes: RewriteChanges }
+  | { kind: 'unchanged'; body: Buffer; learned: Learned[]; context: string; changes: RewriteChanges }
+  | { kind: 'rewritten'; body: Buffer; learned: Learned[]; context: string; changes: RewriteChanges }
   | { kind: 'skipped'; reason: SkipReason };
 
-export type ReasoningLookup = (keys: readonly string[]) => string | undefined;
+/** The remembered value under the first of `keys` that has one (read lazily, in order). */
+export type ReasoningLookup = (keys: Iterable<string>) => string | undefined;
 
 /** Only `"thinking": {"type": "disabled"}` turns thinking off; a request that does not say is thinking. */
 export function thinkingDisabled(request: unknown): boolean {
@@ -80,7 +81,7 @@ export function parseMessages(body: Buffer): { request: Record<string, unknown>;
   if (!isUtf8(body)) return { kind: 'skipped', reason: 'invalid-json' };
   let request: unknown;
   try {
-    request = JSON.parse(body.toString('utf8'));
+    request = parseJson(body.toString('utf8'));
   } catch {
     return { kind: 'skipped', reason: 'invalid-json' };
   }
@@ -94,6 +95,7 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
   const parsed = parseMessages(body);
   if ('kind' in parsed) return parsed;
   const { request, messages } = parsed;
+  const windows = new ContextWindows(messages, chatContextForm);
 
   const disabled = thinkingDisabled(request);
   const plainTurns = policy.plainTurns === true;
@@ -109,17 +111,19 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     step++;
     const reasoning = message['reasoning_content'];
     if (hasReasoning(reasoning)) {
-      if (identifiable(message)) learned.push({ keys: messageKeys(message), reasoning });
+      const identity = chatTurnIdentity(message);
+      if (identity) learned.push({ identity, reasoning, context: windows.before(i), upstreamIds: false });
       continue;
     }
 
-    // A plain turn is looked up only when the retry asks for plain turns: its fingerprint is
-    // its text alone, and a short reply ("好的", "Done.") would find another conversation's.
+    // A plain turn is filled only when the retry asks for plain turns: whether MiMo needs
+    // reasoning there is unknown, and sending it back costs input tokens.
     const hasCalls = toolCallsOf(message).length > 0;
     if (!hasCalls && !plainTurns) continue;
 
-    const found = find(message, lookup, policy.fingerprintFallback !== false);
-    if (found !== undefined) {
+    const identity = chatTurnIdentity(message);
+    const found = identity && safeLookup(lookup, lookupKeys(identity, () => windows.before(i)));
+    if (found) {
       message['reasoning_content'] = found;
       changes.injected++;
       continue;
@@ -141,8 +145,9 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     }
   }
 
+  const context = windows.end();
   if (changes.injected + changes.placeholders + changes.flattened === 0) {
-    return { kind: 'unchanged', body, learned, changes };
+    return { kind: 'unchanged', body, learned, context, changes };
   }
   if (replacements.size > 0) {
     const next: unknown[] = [];
@@ -154,19 +159,10 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     }
     request['messages'] = next;
   }
-  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, changes };
+  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, context, changes };
 }
 
-/** The remembered reasoning: by tool call id first, then (hashing only now) by fingerprint. */
-function find(message: Record<string, unknown>, lookup: ReasoningLookup, fingerprintFallback: boolean): string | undefined {
-  if (!identifiable(message)) return undefined;
-  const ids = toolCallKeys(message);
-  if (ids.length === 0) return safeLookup(lookup, [fingerprintKey(message)]);
-  const byId = safeLookup(lookup, ids);
-  return byId ?? (fingerprintFallback ? safeLookup(lookup, [fingerprintKey(message)]) : undefined);
-}
-
-function safeLookup(lookup: ReasoningLookup, keys: readonly string[]): string | undefined {
+function safeLookup(lookup: ReasoningLookup, keys: Iterable<string>): string | undefined {
   try {
     const value = lookup(keys);
     return hasReasoning(value) ? value : undefined;

@@ -1,13 +1,8 @@
 /**
- * Cache keys for one Anthropic assistant turn, the counterpart of
- * ../fingerprint.ts for the Messages API. Tried in this order:
- *   `id:<tool_use id>`  one per tool_use block (MiMo issues `toolu_…` ids,
- *                       the chat surface `call_…`, so one namespace is safe);
- *   `afp:<sha256 hex>`  the turn's fingerprint, for clients that rewrite ids
- *                       or plain turns that have none (`afp`, not `fp`: the
- *                       canonical forms differ, so they must not meet).
+ * What identifies an Anthropic assistant turn and the messages before it,
+ * for ../match.ts; the counterpart of ../fingerprint.ts for the Messages API.
  *
- * The fingerprint is the SHA-256 of the canonical form, the JSON
+ * The turn digest is the SHA-256 of the canonical form, the JSON
  *   {"text":"<text>","tool_use":[{"input":"<input>","name":"<name>"}, ...]}
  * where
  *   text      each text block's text trimmed, empty ones left out, joined by
@@ -19,36 +14,45 @@
  *             clients, or a stream's partial JSON that never parsed) is parsed
  *             first, the raw string trimmed when it does not parse; absent -> {}.
  * thinking and redacted_thinking blocks are not part of it (they are what we
- * look up), nor are images or any other block.
+ * look up), nor are images or any other block. The canonical forms differ
+ * from the chat dialect's, so the two never meet (and their scopes differ).
+ *
+ * A context message's form is its role and what a client keeps stable:
+ *   user       its text (a string content, or its text blocks, trimmed; the two
+ *              forms are the same), each tool_result's text and error
+ *              flag, other blocks by their `source` or type: never ids or
+ *              cache_control markers, which clients move between requests;
+ *   assistant  its tool_use blocks (name + canonical input), or its text
+ *              when it has none: never thinking (clients drop it, or demote
+ *              it to a text block, which is why text does not count when the
+ *              turn has calls).
+ * The system prompt is a top-level field, never a message: it does not count.
  */
-import { createHash } from 'node:crypto';
 import { isRecord } from '../chat/types.js';
-import { canonicalArguments, canonicalJson, toolCallKey } from '../fingerprint.js';
-import { blocksOf, isToolUse, textOf, toolUseId, toolUseName } from './types.js';
+import { canonicalArguments } from '../fingerprint.js';
+import { canonicalJson } from '../json.js';
+import { sha256, type TurnIdentity } from '../match.js';
+import { resultText } from '../degrade.js';
+import { blocksOf, isBlockOfType, isToolUse, textOf, toolUseId, toolUseName } from './types.js';
 
-/** Every tool_use id key (in order, without repeats), then the fingerprint key. */
-export function anthropicMessageKeys(turn: unknown): string[] {
-  return [...toolUseKeys(turn), anthropicFingerprintKey(turn)];
+/** The turn's identity, or undefined when it has nothing to be found by. */
+export function anthropicTurnIdentity(turn: unknown): TurnIdentity | undefined {
+  if (!identifiableTurn(turn)) return undefined;
+  return { turn: sha256(canonicalTurn(turn)), ids: toolUseIds(turn) };
 }
 
-export function anthropicFingerprintKey(turn: unknown): string {
-  return `afp:${createHash('sha256').update(canonicalTurn(turn)).digest('hex')}`;
-}
-
-/** The `id:` keys of a turn alone, cheap: no hashing. */
-export function toolUseKeys(turn: unknown): string[] {
-  const keys: string[] = [];
+/** The tool_use ids of a turn, in order, without repeats or empty ones. */
+export function toolUseIds(turn: unknown): string[] {
+  const ids: string[] = [];
   for (const block of blocksOf(turn)) {
     if (!isToolUse(block)) continue;
     const id = toolUseId(block);
-    if (id === '') continue;
-    const key = toolCallKey(id);
-    if (!keys.includes(key)) keys.push(key);
+    if (id !== '' && !ids.includes(id)) ids.push(id);
   }
-  return keys;
+  return ids;
 }
 
-/** A turn with neither tool_use nor text has no key of its own: it is neither learned nor looked up. */
+/** A turn with neither tool_use nor text has no identity of its own: it is neither learned nor looked up. */
 export function identifiableTurn(turn: unknown): boolean {
   if (!isRecord(turn)) return false;
   const content = turn['content'];
@@ -84,4 +88,33 @@ export function canonicalInput(input: unknown): string {
     return canonical === '' ? '{}' : canonical;
   }
   return canonicalJson(input);
+}
+
+/** A message's context form (see the header). */
+export function anthropicContextForm(message: unknown): string | undefined {
+  if (!isRecord(message)) return JSON.stringify(['?', canonicalJson(message)]);
+  const role = typeof message['role'] === 'string' ? message['role'] : '';
+  const original = message['content'];
+  // A string is the same as one text block (clients switch forms, e.g. to add cache_control).
+  const content = typeof original === 'string' ? [{ type: 'text', text: original }] : original;
+  if (!Array.isArray(content)) return JSON.stringify([role, content === undefined || content === null ? '' : canonicalJson(content)]);
+  if (role === 'assistant') {
+    const calls = content.filter(isToolUse).map((block) => [toolUseName(block), canonicalInput(block['input'])]);
+    if (calls.length > 0) return JSON.stringify([role, calls]);
+  }
+  const parts: unknown[] = [];
+  for (const block of content) {
+    if (isBlockOfType(block, 'thinking') || isBlockOfType(block, 'redacted_thinking')) continue;
+    const text = textOf(block);
+    if (text !== undefined) {
+      if (text.trim() !== '') parts.push(text.trim());
+    } else if (isBlockOfType(block, 'tool_result')) {
+      parts.push(['tool_result', block['is_error'] === true, block['content'] === undefined ? '' : resultText(block['content']).trim()]);
+    } else if (isRecord(block)) {
+      parts.push([String(block['type']), block['source'] === undefined ? '' : canonicalJson(block['source'])]);
+    } else {
+      parts.push(canonicalJson(block));
+    }
+  }
+  return JSON.stringify([role, parts]);
 }

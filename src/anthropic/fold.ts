@@ -27,7 +27,7 @@ import { hasReasoning, isRecord, type Learned } from '../chat/types.js';
 import type { ResponseTap } from '../tap/fold.js';
 import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../tap/json.js';
 import { createFoldingSseTap } from '../tap/sse.js';
-import { anthropicMessageKeys, identifiableTurn } from './fingerprint.js';
+import { anthropicTurnIdentity } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
 
 export type { ResponseTap } from '../tap/fold.js';
@@ -248,12 +248,13 @@ function toolInput(block: BlockState): unknown {
  * Undefined when it has no thinking or no key of its own.
  */
 export function learnedFromTurn(turn: AnthropicMessage, looseReasoning = ''): Learned | undefined {
-  if (!isRecord(turn) || !identifiableTurn(turn)) return undefined;
+  const identity = isRecord(turn) ? anthropicTurnIdentity(turn) : undefined;
+  if (identity === undefined) return undefined;
   const content = Array.isArray(turn['content']) ? turn['content'] : [];
   let thinking: ThinkingBlock[] = thinkingBlocksOf(content);
   if (thinking.length === 0 && hasReasoning(looseReasoning)) thinking = [{ type: 'thinking', thinking: looseReasoning, signature: '' }];
   if (thinking.length === 0) return undefined;
-  return { keys: anthropicMessageKeys(turn), reasoning: encodeThinking(thinking) };
+  return { identity, reasoning: encodeThinking(thinking) };
 }
 
 export interface AnthropicSseTapOptions {

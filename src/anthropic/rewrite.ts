@@ -22,10 +22,11 @@
  *
  * No change -> the very Buffer it was given. Pure, and never throws.
  */
-import { isRecord, type Learned } from '../chat/types.js';
+import { isRecord } from '../chat/types.js';
+import { ContextWindows, lookupKeys, type Learned } from '../match.js';
 import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../rewrite.js';
 import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
-import { anthropicFingerprintKey, anthropicMessageKeys, identifiableTurn, toolUseKeys } from './fingerprint.js';
+import { anthropicContextForm, anthropicTurnIdentity } from './fingerprint.js';
 import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';
 
 export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
@@ -36,10 +37,10 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
   const parsed = parseMessages(body);
   if ('kind' in parsed) return parsed;
   const { request, messages } = parsed;
+  const windows = new ContextWindows(messages, anthropicContextForm);
 
   const disabled = thinkingDisabled(request);
   const plainTurns = policy.plainTurns === true;
-  const fallback = policy.fingerprintFallback !== false;
   const changes: RewriteChanges = { injected: 0, placeholders: 0, flattened: 0, missing: 0 };
   const learned: Learned[] = [];
   /** User turns appended after a flattened turn that had no user turn after it: index -> turn. */
@@ -57,7 +58,8 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     else continue;
 
     if (hasOwnThinking(content)) {
-      if (identifiableTurn(message)) learned.push({ keys: anthropicMessageKeys(message), reasoning: encodeThinking(thinkingBlocksOf(content)) });
+      const identity = anthropicTurnIdentity(message);
+      if (identity) learned.push({ identity, reasoning: encodeThinking(thinkingBlocksOf(content)), context: windows.before(i), upstreamIds: false });
       continue;
     }
 
@@ -66,7 +68,9 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     const toolUses = content.filter(isToolUse);
     if (toolUses.length === 0 && !plainTurns) continue;
 
-    const found = find(content, lookup, fallback);
+    const found = find(content, lookup, () => windows.before(i));
+    // Later turns' contexts are the messages as the client sent them, not as changed here.
+    windows.keep(i);
     if (found !== undefined) {
       message['content'] = restore(content, found);
       changes.injected++;
@@ -86,6 +90,7 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       message['content'] = flat.assistant;
       for (const [index, blocks] of flat.users) {
         const user = messages[index];
+        windows.keep(index);
         if (isRecord(user)) user['content'] = blocks;
       }
       if (flat.trailing) appended.set(i, flat.trailing);
@@ -93,8 +98,9 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     }
   }
 
+  const context = windows.end();
   if (changes.injected + changes.placeholders + changes.flattened === 0) {
-    return { kind: 'unchanged', body, learned, changes };
+    return { kind: 'unchanged', body, learned, context, changes };
   }
   if (appended.size > 0) {
     const next: unknown[] = [];
@@ -105,32 +111,27 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
     }
     request['messages'] = next;
   }
-  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, changes };
+  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, context, changes };
 }
 
 /**
- * The remembered thinking of a turn: by tool_use id first, then (hashing only
- * now) by fingerprint, then by the fingerprint of the turn without its first
- * text block before the tool_use, in case that block is the thinking demoted
- * (accepted only when the block's text is the thinking found).
+ * The remembered thinking of a turn in its conversation (../match.ts), then,
+ * in case its first text block before the tool_use is the thinking demoted,
+ * that of the turn without the block (accepted only when the block's text is
+ * the thinking found).
  */
-function find(content: unknown[], lookup: ReasoningLookup, fallback: boolean): ThinkingBlock[] | undefined {
-  const turn = { content };
-  if (!identifiableTurn(turn)) return undefined;
-  const ids = toolUseKeys(turn);
-  if (ids.length > 0) {
-    const byId = safeLookup(lookup, ids);
-    if (byId !== undefined || !fallback) return byId;
-  }
-  const byFingerprint = safeLookup(lookup, [anthropicFingerprintKey(turn)]);
-  if (byFingerprint !== undefined) return byFingerprint;
+function find(content: unknown[], lookup: ReasoningLookup, context: () => string): ThinkingBlock[] | undefined {
+  const identity = anthropicTurnIdentity({ content });
+  if (identity === undefined) return undefined;
+  const found = safeLookup(lookup, lookupKeys(identity, context));
+  if (found !== undefined) return found;
   const candidate = content.findIndex((block) => isToolUse(block) || (textOf(block) ?? '').trim() !== '');
   const demoted = candidate < 0 ? undefined : textOf(content[candidate]);
   if (demoted === undefined || !content.some(isToolUse)) return undefined;
-  const rest = { content: content.filter((_, i) => i !== candidate) };
-  if (!identifiableTurn(rest)) return undefined;
-  const found = safeLookup(lookup, [anthropicFingerprintKey(rest)]);
-  return found !== undefined && thinkingTexts(found).has(demoted.trim()) ? found : undefined;
+  const rest = anthropicTurnIdentity({ content: content.filter((_, i) => i !== candidate) });
+  if (rest === undefined) return undefined;
+  const restored = safeLookup(lookup, lookupKeys(rest, context));
+  return restored !== undefined && thinkingTexts(restored).has(demoted.trim()) ? restored : undefined;
 }
 
 /** The turn's content with the remembered blocks first, and no demoted copy or empty thinking left. */
@@ -152,7 +153,7 @@ function thinkingTexts(blocks: readonly ThinkingBlock[]): Set<string> {
   return texts;
 }
 
-function safeLookup(lookup: ReasoningLookup, keys: readonly string[]): ThinkingBlock[] | undefined {
+function safeLookup(lookup: ReasoningLookup, keys: Iterable<string>): ThinkingBlock[] | undefined {
   try {
     const value = lookup(keys);
     return typeof value === 'string' ? decodeThinking(value) : undefined;

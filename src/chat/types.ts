@@ -4,6 +4,7 @@
  * missing or of the wrong type, and fields we do not know are kept as they
  * came (the index signatures), so a rewrite never drops what a client sent.
  */
+import { isRawNumber } from '../json.js';
 
 export interface FunctionCall {
   name?: unknown;
@@ -49,15 +50,12 @@ export interface ChatRequest {
   [field: string]: unknown;
 }
 
-/** What to remember for one assistant message: its cache keys and its reasoning. */
-export interface Learned {
-  keys: string[];
-  reasoning: string;
-}
+/** What a response fold learns about one assistant message: its identity and its reasoning. */
+export type { TurnReasoning as Learned } from '../match.js';
 
-/** A plain (non-null, non-array) object. */
+/** A plain (non-null, non-array) object; a number kept as its source text (../json.ts) is not one. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isRawNumber(value);
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import type { AssistantMessage, Learned, ToolCall } from '../chat/types.js';
 import { hasReasoning, isRecord } from '../chat/types.js';
-import { identifiable, messageKeys } from '../fingerprint.js';
+import { chatTurnIdentity } from '../fingerprint.js';
 
 /** A tap on one response body. `end()` -> undefined: incomplete or failed, store nothing. Never throws. */
 export interface ResponseTap {
@@ -176,12 +176,13 @@ function toMessage(state: ChoiceState): AssistantMessage {
   return message;
 }
 
-/** What to remember for one complete assistant message: undefined when it has no reasoning or no key of its own. */
+/** What to remember for one complete assistant message: undefined when it has no reasoning or no identity of its own. */
 export function learnedFrom(message: AssistantMessage): Learned | undefined {
   if (!isRecord(message)) return undefined;
   const reasoning = message['reasoning_content'];
-  if (!hasReasoning(reasoning) || !identifiable(message)) return undefined;
-  return { keys: messageKeys(message), reasoning };
+  if (!hasReasoning(reasoning)) return undefined;
+  const identity = chatTurnIdentity(message);
+  return identity ? { identity, reasoning } : undefined;
 }
 
 /** Learned entries for every folded choice with reasoning, by choice index. */
