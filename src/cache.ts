@@ -1,7 +1,14 @@
 /**
  * The reasoning cache: what MiMo thought before each assistant reply, kept
- * under the reply's keys (`id:<tool_call_id>`, `fp:<fingerprint>`) and
- * scoped by credential, so a later request that dropped it can get it back.
+ * under the reply's keys (match.ts: the turn with its ids, the turn in its
+ * conversation) and scoped by credential, so a later request that dropped it
+ * can get it back.
+ *
+ * A key under which two different reasonings were learned is conflicted:
+ * nothing decides between them, so a lookup there is a miss, never a guess
+ * (texts that differ only in surrounding whitespace are the same reasoning).
+ * Conflicts are remembered in memory (bounded like the entries) and by the
+ * store, for as long as an entry would live.
  *
  * Memory is a bounded LRU (lru-cache) in front of an optional persistent
  * store (store.ts): writes go to both, reads try memory then the store.
@@ -19,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { MimoProxyError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
-import type { ExpiringReasoningStore, ReasoningStore, StoredReasoning } from './store.js';
+import { sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
 
 export interface CacheLimits {
   maxEntries: number;
@@ -104,6 +111,8 @@ export class ReasoningCache {
   readonly #limits: CacheLimits;
   readonly #log: Logger;
   readonly #now: () => number;
+  /** Full keys under which different reasonings were learned. */
+  readonly #conflicts: LRUCache<string, true>;
   #hits = 0;
   #misses = 0;
   #storeHits = 0;
@@ -129,30 +138,34 @@ export class ReasoningCache {
         for (const key of entry.keys) if (this.#index.get(key) === entryKey) this.#index.delete(key);
       },
     });
+    this.#conflicts = new LRUCache<string, true>({
+      max: this.#limits.maxEntries,
+      ttl: this.#limits.ttlMs,
+      ttlResolution: options.now ? 0 : 1,
+      ...(options.now ? { perf: { now: options.now } } : {}),
+    });
   }
 
-  lookup(scope: string, keys: readonly string[]): string | undefined {
+  /** The reasoning under the first of `keys` that has one: each key in memory, then in the store. */
+  lookup(scope: string, keys: Iterable<string>): string | undefined {
     for (const key of keys) {
       const full = fullKey(scope, key);
+      if (this.#conflicts.has(full)) continue;
       const entryKey = this.#index.get(full);
       const entry = entryKey === undefined ? undefined : this.#lru.get(entryKey);
       if (entry !== undefined) {
         this.#hits++;
         return entry.reasoning;
       }
-    }
-    if (this.#store !== undefined) {
+      if (this.#store === undefined) continue;
       const now = this.#now();
-      for (const key of keys) {
-        const full = fullKey(scope, key);
-        const found = this.#storeFind(this.#store, full, now);
-        if (found === undefined) continue;
-        // Back in memory for what is left of its stored lifetime, not a fresh one.
-        this.#rememberInMemory(scope, [full], found.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(found.expiresAt - now))));
-        this.#hits++;
-        this.#storeHits++;
-        return found.reasoning;
-      }
+      const found = this.#storeFind(this.#store, full, now);
+      if (found === undefined) continue;
+      // Back in memory for what is left of its stored lifetime, not a fresh one.
+      this.#rememberInMemory(scope, [full], found.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(found.expiresAt - now))));
+      this.#hits++;
+      this.#storeHits++;
+      return found.reasoning;
     }
     this.#misses++;
     return undefined;
@@ -161,13 +174,37 @@ export class ReasoningCache {
   remember(scope: string, keys: readonly string[], reasoning: string): void {
     if (keys.length === 0) return;
     const fullKeys = [...new Set(keys.map((key) => fullKey(scope, key)))];
-    this.#rememberInMemory(scope, fullKeys, reasoning, this.#limits.ttlMs);
-    if (this.#store === undefined) return;
-    try {
-      this.#store.put(fullKeys, reasoning, this.#now() + this.#limits.ttlMs);
-    } catch (err) {
-      this.#warn('write', err);
+    const conflicted = new Set<string>();
+    for (const full of fullKeys) {
+      const known = this.#textOf(full);
+      if (this.#conflicts.has(full) || (known !== undefined && !sameReasoning(known, reasoning))) conflicted.add(full);
     }
+    if (this.#store !== undefined) {
+      try {
+        // The store knows keys that memory has dropped (evicted, or learned before a restart).
+        for (const full of this.#store.put(fullKeys, reasoning, this.#now() + this.#limits.ttlMs)) conflicted.add(full);
+      } catch (err) {
+        this.#warn('write', err);
+      }
+    }
+    for (const full of conflicted) this.#markConflicted(full);
+    const kept = fullKeys.filter((full) => !conflicted.has(full));
+    if (kept.length > 0) this.#rememberInMemory(scope, kept, reasoning, this.#limits.ttlMs);
+  }
+
+  /** The text a live key leads to in memory. */
+  #textOf(full: string): string | undefined {
+    const entryKey = this.#index.get(full);
+    return entryKey === undefined ? undefined : this.#lru.peek(entryKey)?.reasoning;
+  }
+
+  #markConflicted(full: string): void {
+    this.#conflicts.set(full, true);
+    const entryKey = this.#index.get(full);
+    if (entryKey === undefined) return;
+    this.#index.delete(full);
+    const entry = this.#lru.peek(entryKey, { allowStale: true });
+    if (entry !== undefined) entry.keys = entry.keys.filter((k) => k !== full);
   }
 
   #storeFind(store: ReasoningStore, full: string, now: number): StoredReasoning | undefined {
@@ -233,6 +270,7 @@ export class ReasoningCache {
   close(): void {
     this.#lru.clear();
     this.#index.clear();
+    this.#conflicts.clear();
     try {
       this.#store?.close();
     } catch (err) {
