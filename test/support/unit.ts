@@ -1,6 +1,8 @@
 /** Helpers the pure modules' unit tests share: fixtures, seeded random splits, a cache stand-in. */
 import { readFileSync } from 'node:fs';
-import type { Learned } from '../../src/chat/types.js';
+import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
+import { chatContextForm, chatTurnIdentity } from '../../src/fingerprint.js';
+import { ContextWindows, learnKeys, type Learned } from '../../src/match.js';
 import type { RewriteOutcome } from '../../src/rewrite.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -38,16 +40,51 @@ export function randomSplit(bytes: Buffer, random: () => number, maxCuts: number
   return pieces;
 }
 
-/** A cache stand-in: the first key it holds wins, as the real one does. */
-export function memory(entries: readonly Learned[] = []): { lookup: (keys: readonly string[]) => string | undefined; calls: string[][] } {
+/** A remembered reasoning with the cache keys it is stored under. */
+export interface Entry {
+  keys: string[];
+  reasoning: string;
+}
+
+/**
+ * What an exchange learns for the chat turn at `index` of `messages` (the
+ * conversation as the request that it answered, or a later one, holds it):
+ * the turn's keys in its context, as ../../src/reasoning.ts stores them.
+ * `upstreamIds`: learned from the upstream's answer (default) or from a request.
+ */
+export function chatEntry(messages: readonly unknown[], index: number, reasoning: string, upstreamIds = true): Entry {
+  const identity = chatTurnIdentity(messages[index]);
+  if (!identity) throw new Error(`message ${index} has no identity`);
+  const context = new ContextWindows(messages, chatContextForm).before(index);
+  return { keys: learnKeys({ identity, reasoning, context, upstreamIds }), reasoning };
+}
+
+/** The same for the Anthropic turn at `index` (`reasoning`: the stored encoding, encodeThinking). */
+export function anthropicEntry(messages: readonly unknown[], index: number, reasoning: string, upstreamIds = true): Entry {
+  const identity = anthropicTurnIdentity(messages[index]);
+  if (!identity) throw new Error(`message ${index} has no identity`);
+  const context = new ContextWindows(messages, anthropicContextForm).before(index);
+  return { keys: learnKeys({ identity, reasoning, context, upstreamIds }), reasoning };
+}
+
+/** What `learned` (a rewrite outcome's) would be stored under, as entries. */
+export function entriesOf(learned: readonly Learned[]): Entry[] {
+  return learned.map((entry) => ({ keys: learnKeys(entry), reasoning: entry.reasoning }));
+}
+
+/** A cache stand-in: the first key it holds wins, as the real one does; `calls` has the keys each lookup read. */
+export function memory(entries: readonly Entry[] = []): { lookup: (keys: Iterable<string>) => string | undefined; calls: string[][] } {
   const map = new Map<string, string>();
   for (const entry of entries) for (const key of entry.keys) map.set(key, entry.reasoning);
   const calls: string[][] = [];
   return {
     calls,
     lookup: (keys) => {
-      calls.push([...keys]);
+      const read: string[] = [];
+      calls.push(read);
+      // Read lazily, as the real cache does: keys after a hit are never made.
       for (const key of keys) {
+        read.push(key);
         const value = map.get(key);
         if (value !== undefined) return value;
       }

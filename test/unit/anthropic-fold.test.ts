@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
-import { anthropicFingerprintKey, anthropicMessageKeys } from '../../src/anthropic/fingerprint.js';
+import { anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
 import { createAnthropicFold, createAnthropicJsonTap, createAnthropicSseTap, learnedFromMessageBody } from '../../src/anthropic/fold.js';
 import { decodeThinking, encodeThinking } from '../../src/anthropic/types.js';
 
@@ -26,15 +26,22 @@ const zhTurnSentBack = {
   ],
 };
 
-const ZH_LEARNED: Learned = { keys: anthropicMessageKeys(zhTurnSentBack), reasoning: encodeThinking([{ type: 'thinking', thinking: ZH_THINKING, signature: '' }]) };
+/** What a fold should learn for `turn` (as a client sends it back) with `reasoning`. */
+function learnedAs(turn: unknown, reasoning: string): Learned {
+  const identity = anthropicTurnIdentity(turn);
+  if (!identity) throw new Error('the expected turn has no identity');
+  return { identity, reasoning };
+}
 
-const SIGNED_LEARNED: Learned = {
-  keys: anthropicMessageKeys({ content: [{ type: 'tool_use', id: 'toolu_weather_01', name: 'get_weather', input: { city: '北京' } }] }),
-  reasoning: encodeThinking([
+const ZH_LEARNED: Learned = learnedAs(zhTurnSentBack, encodeThinking([{ type: 'thinking', thinking: ZH_THINKING, signature: '' }]));
+
+const SIGNED_LEARNED: Learned = learnedAs(
+  { content: [{ type: 'tool_use', id: 'toolu_weather_01', name: 'get_weather', input: { city: '北京' } }] },
+  encodeThinking([
     { type: 'thinking', thinking: '先思考一下：天气查询需要城市名。', signature: 'EqQBCkgIAxABGAIiQL3/签名+Ab==' },
     { type: 'thinking', thinking: '城市是北京，直接查。', signature: 'ErUBCkYIBRgCIkC2second-piece' },
   ]),
-};
+);
 
 const COMPLETE = ['anthropic-tool-use-zh.sse', 'anthropic-signed-crlf.sse', 'anthropic-reasoning-content.sse'];
 
@@ -55,7 +62,7 @@ describe('the Anthropic SSE tap', () => {
     const learned = tapAll([fixture('anthropic-reasoning-content.sse')]);
     const turn = { content: [{ type: 'text', text: '我来查一下。' }, { type: 'tool_use', id: 'toolu_oai_01', name: 'get_weather', input: { city: '上海' } }] };
     expect(learned).toHaveLength(1);
-    expect(learned?.[0]?.keys).toEqual(anthropicMessageKeys(turn));
+    expect(learned?.[0]?.identity).toEqual(anthropicTurnIdentity(turn));
     expect(decodeThinking(learned?.[0]?.reasoning ?? '')).toEqual([{ type: 'thinking', thinking: '要查天气，先调用 get_weather。', signature: '' }]);
   });
 
@@ -141,7 +148,7 @@ describe('the Anthropic SSE tap', () => {
     expect(tap.end()).toBeUndefined();
   });
 
-  it('learns a final answer with thinking under its fingerprint alone', () => {
+  it('learns a final answer with thinking under its text alone (no ids)', () => {
     const events = [
       { type: 'message_start', message: { role: 'assistant', content: [] } },
       { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '可以直接回答。', signature: '' } },
@@ -151,7 +158,8 @@ describe('the Anthropic SSE tap', () => {
       { type: 'message_stop' },
     ];
     const learned = tapAll([Buffer.from(events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join(''), 'utf8')]);
-    expect(learned).toEqual([{ keys: [anthropicFingerprintKey({ content: '北京今天晴。' })], reasoning: encodeThinking([{ type: 'thinking', thinking: '可以直接回答。', signature: '' }]) }]);
+    expect(learned).toEqual([learnedAs({ content: '北京今天晴。' }, encodeThinking([{ type: 'thinking', thinking: '可以直接回答。', signature: '' }]))]);
+    expect(learned?.[0]?.identity.ids).toEqual([]);
   });
 
   it('stores nothing for a complete turn without thinking, and an empty list is not a failure', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { body, memory, rewritten, type Json } from '../support/unit.js';
-import type { Learned } from '../../src/chat/types.js';
-import { anthropicFingerprintKey, anthropicMessageKeys } from '../../src/anthropic/fingerprint.js';
+import { anthropicEntry, body, entriesOf, memory, rewritten, type Entry, type Json } from '../support/unit.js';
+import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
+import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/match.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
 import { encodeThinking, type ThinkingBlock } from '../../src/anthropic/types.js';
 import type { RewritePolicy } from '../../src/rewrite.js';
@@ -39,10 +39,17 @@ function conversation(read: Json = readTurn, grep: Json = grepTurn): Json {
   };
 }
 
-const remembered = (): Learned[] => [
-  { keys: anthropicMessageKeys(readTurn), reasoning: encodeThinking([READ_THINKING]) },
-  { keys: anthropicMessageKeys(grepTurn), reasoning: encodeThinking([GREP_THINKING]) },
+/** What the conversation of `conversation()` learned from the upstream for its two tool turns. */
+const remembered = (read: ThinkingBlock[] = [READ_THINKING]): Entry[] => [
+  anthropicEntry(conversation()['messages'], 1, encodeThinking(read)),
+  anthropicEntry(conversation()['messages'], 3, encodeThinking([GREP_THINKING])),
 ];
+
+/** Every key a rewrite may ask for the turn at `index` of `messages`, in order. */
+function keysAsked(messages: readonly Json[], index: number): string[] {
+  const identity = anthropicTurnIdentity(messages[index]) as TurnIdentity;
+  return [...lookupKeys(identity, () => new ContextWindows(messages, anthropicContextForm).before(index))];
+}
 
 /** Every tool_result points at a tool_use of an assistant turn before it, and no turn is left empty. */
 function assertNoOrphans(messages: readonly Json[]): void {
@@ -59,7 +66,7 @@ function assertNoOrphans(messages: readonly Json[]): void {
 }
 
 describe('rewriting an Anthropic Messages request', () => {
-  it('puts remembered thinking back by tool_use id as the first block, signature included', () => {
+  it('puts remembered thinking back as the first block, signature included, for the same turn found by its ids', () => {
     const cache = memory(remembered());
     const sent = conversation();
     const outcome = rewriteMessagesRequest(body(sent), cache.lookup, PLACEHOLDER);
@@ -67,51 +74,144 @@ describe('rewriting an Anthropic Messages request', () => {
     expect(messages[1]?.['content']).toEqual([READ_THINKING, ...readTurn.content]);
     expect(messages[3]?.['content']).toEqual([GREP_THINKING, ...grepTurn.content]);
     expect(outcome.kind === 'rewritten' && outcome.changes).toEqual({ injected: 2, placeholders: 0, flattened: 0, missing: 0 });
-    // Found by id: no fingerprint was asked for; everything else is as sent.
-    expect(cache.calls.flat().every((key) => key.startsWith('id:'))).toBe(true);
+    // Found by the ids: no context key was made or asked for; everything else is as sent.
+    expect(cache.calls).toEqual([keysAsked(sent['messages'], 1).slice(0, 1), keysAsked(sent['messages'], 3).slice(0, 1)]);
+    expect(cache.calls.flat().every((key) => key.startsWith('t:'))).toBe(true);
     expect({ ...request, messages: undefined }).toEqual({ ...sent, messages: undefined });
     expect(Object.keys(request)).toEqual(Object.keys(sent));
   });
 
   it('puts several thinking blocks back in order', () => {
     const blocks = [thinking('第一段。', 'sig-1'), { type: 'redacted_thinking', data: 'EmwKAhgB' } as ThinkingBlock, thinking('第二段。')];
-    const cache = memory([{ keys: anthropicMessageKeys(readTurn), reasoning: encodeThinking(blocks) }]);
+    const cache = memory(remembered(blocks));
     const { messages } = rewritten(rewriteMessagesRequest(body(conversation()), cache.lookup, PLACEHOLDER));
     expect(messages[1]?.['content']).toEqual([...blocks, ...readTurn.content]);
   });
 
-  it('finds the thinking by fingerprint when the client changed the ids and re-serialised the input', () => {
+  it('finds the thinking by its context when the client changed the ids and re-serialised the input', () => {
     const cache = memory(remembered());
     const renamed = { role: 'assistant', content: [{ type: 'text', text: ' 我先看一下文件。\n' }, use('call_x1', 'read_file', '{ "path" : "src/主.ts" }')] };
     const request = conversation(renamed);
     request['messages'][2] = { role: 'user', content: [result('call_x1', 'ok')] };
     const { messages } = rewritten(rewriteMessagesRequest(body(request), cache.lookup, PLACEHOLDER));
     expect(messages[1]?.['content'][0]).toEqual(READ_THINKING);
-    expect(cache.calls[0]).toEqual(['id:call_x1']);
-    expect(cache.calls[1]).toEqual([anthropicFingerprintKey(renamed)]);
+    const [idKey, contextKey] = keysAsked(request['messages'], 1);
+    expect(cache.calls[0]).toEqual([idKey, contextKey]);
+    expect(remembered()[0]?.keys).not.toContain(idKey);
+    expect(remembered()[0]?.keys).toContain(contextKey);
   });
 
-  it('without fingerprintFallback, a turn with unknown ids is degraded even when its fingerprint is known', () => {
-    const cache = memory(remembered());
-    const sameCallOtherTurn = { role: 'assistant', content: [readTurn.content[0], use('toolu_other', 'read_file', { path: 'src/主.ts' })] };
-    const request = conversation(sameCallOtherTurn);
-    request['messages'][2] = { role: 'user', content: [result('toolu_other', 'x')] };
-    const outcome = rewriteMessagesRequest(body(request), cache.lookup, { degrade: 'placeholder', fingerprintFallback: false });
+  it('misses when the ids match but the turn does not: another input, another tool or other text', () => {
+    const variants = [
+      { role: 'assistant', content: [readTurn.content[0], use('toolu_read_1', 'read_file', { path: 'src/副.ts' })] },
+      { role: 'assistant', content: [readTurn.content[0], use('toolu_read_1', 'read_files', { path: 'src/主.ts' })] },
+      { role: 'assistant', content: [{ type: 'text', text: '我先看一下另一个文件。' }, readTurn.content[1]] },
+    ];
+    for (const variant of variants) {
+      const outcome = rewriteMessagesRequest(body(conversation(variant)), memory(remembered()).lookup, PLACEHOLDER);
+      const { messages } = rewritten(outcome);
+      expect(JSON.stringify(messages[1]), JSON.stringify(variant)).not.toContain(READ_THINKING.thinking);
+      expect(outcome.kind === 'rewritten' && outcome.changes, JSON.stringify(variant)).toEqual({ injected: 1, placeholders: 1, flattened: 0, missing: 1 });
+    }
+  });
+
+  it('misses the same turn in another conversation', () => {
+    const cache = memory(remembered([thinking('另一段对话的思考。')]));
+    const other = conversation({ role: 'assistant', content: [readTurn.content[0], use('toolu_0', 'read_file', { path: 'src/主.ts' })] });
+    other['messages'][0] = { role: 'user', content: '日志是怎么写的？' };
+    other['messages'][2] = { role: 'user', content: [result('toolu_0', 'export function loadConfig() {}')] };
+    const outcome = rewriteMessagesRequest(body(other), cache.lookup, PLACEHOLDER);
     const { messages } = rewritten(outcome);
-    expect(JSON.stringify(messages[1])).not.toContain(READ_THINKING.thinking);
-    expect(outcome.kind === 'rewritten' && outcome.changes).toEqual({ injected: 1, placeholders: 1, flattened: 0, missing: 1 });
-    expect(cache.calls.flat().some((key) => key.startsWith('afp:'))).toBe(false);
+    expect(JSON.stringify(messages)).not.toContain('另一段对话的思考。');
+    expect(outcome.kind === 'rewritten' && outcome.changes.placeholders).toBeGreaterThanOrEqual(1);
   });
 
-  it("leaves a turn with its own thinking untouched and reports it as learned", () => {
+  it('finds a turn by its upstream ids even when the history before it changed', () => {
+    const pruned = conversation();
+    pruned['messages'][0] = { role: 'user', content: '（之前的对话已压缩）' };
+    pruned['messages'][2] = { role: 'user', content: [result('toolu_read_1', '[output pruned]')] };
+    const { messages } = rewritten(rewriteMessagesRequest(body(pruned), memory(remembered()).lookup, PLACEHOLDER));
+    expect(messages[1]?.['content'][0]).toEqual(READ_THINKING);
+    expect(messages[3]?.['content'][0]).toEqual(GREP_THINKING);
+  });
+
+  it(`still finds a turn when the client trims old turns outside the ${CONTEXT_WINDOW}-message window, but not inside it`, () => {
+    const full: Json[] = [{ role: 'user', content: '把所有模块读一遍。' }];
+    for (let i = 0; i < 6; i++) full.push({ role: 'assistant', content: [use(`toolu_s${i}`, 'read_file', { path: `src/m${i}.ts` })] }, { role: 'user', content: [result(`toolu_s${i}`, `module ${i}`)] });
+    const turn = { role: 'assistant', content: [{ type: 'text', text: '再读主模块。' }, use('toolu_main', 'read_file', { path: 'src/主.ts' })] };
+    full.push(turn, { role: 'user', content: [result('toolu_main', 'done')] });
+    const index = full.indexOf(turn);
+    const oldest = index - CONTEXT_WINDOW;
+    expect(oldest).toBeGreaterThan(1);
+    // Learned from a request: the context key alone, so only the context can find it.
+    const cache = memory([anthropicEntry(full, index, encodeThinking([thinking('主模块最后读。')]), false)]);
+    const trimmed = [full[0], ...full.slice(oldest)];
+    const { messages } = rewritten(rewriteMessagesRequest(body({ system: 'x', messages: trimmed }), cache.lookup, PLACEHOLDER));
+    expect(messages[trimmed.indexOf(turn)]?.['content'][0]).toEqual(thinking('主模块最后读。'));
+    const inside = [...full.slice(0, index - 2), ...full.slice(index)];
+    const outcome = rewriteMessagesRequest(body({ system: 'x', messages: inside }), cache.lookup, PLACEHOLDER);
+    expect(outcome.kind === 'rewritten' && outcome.changes.injected).toBe(0);
+  });
+
+  for (const policy of [FLATTEN, { degrade: 'flatten', plainTurns: true } as RewritePolicy]) {
+    it(`finds a later turn by its context after an earlier turn was degraded in the same request (${JSON.stringify(policy)})`, () => {
+      // The first tool turn has no remembered thinking (it degrades); the second was learned
+      // from a request under its context (the context key alone finds it). The context must
+      // be the messages as the client sent them, not as the degrade changed them.
+      const messages: Json[] = [
+        { role: 'user', content: '先读再搜。' },
+        { role: 'assistant', content: '好的。' },
+        { role: 'user', content: '开始吧' },
+        readTurn,
+        { role: 'user', content: [result('toolu_read_1', 'export function loadConfig() {}')] },
+        grepTurn,
+        { role: 'user', content: [result('toolu_grep_2', 'a'), result('toolu_grep_3', 'b')] },
+      ];
+      const cache = memory([anthropicEntry(messages, 5, encodeThinking([GREP_THINKING]), false)]);
+      const outcome = rewriteMessagesRequest(body({ messages }), cache.lookup, policy);
+      const { messages: sent } = rewritten(outcome);
+      expect(outcome.kind === 'rewritten' && outcome.changes.injected).toBe(1);
+      expect(sent[5]?.['content'][0]).toEqual(GREP_THINKING);
+      // The answer's context is the one the next request computes for it, from what the client sent.
+      expect(outcome.kind === 'rewritten' && outcome.context).toBe(new ContextWindows(messages, anthropicContextForm).end());
+    });
+  }
+
+  it('counts a string content and the same text as one text block as the same context', () => {
+    const asString: Json[] = [{ role: 'user', content: '配置是怎么加载的？' }, readTurn];
+    const asBlocks: Json[] = [{ role: 'user', content: [{ type: 'text', text: '配置是怎么加载的？', cache_control: { type: 'ephemeral' } }] }, readTurn];
+    expect(new ContextWindows(asBlocks, anthropicContextForm).before(1)).toBe(new ContextWindows(asString, anthropicContextForm).before(1));
+  });
+
+  it('still finds a turn when the client rewrites the system prompt', () => {
+    const cache = memory([anthropicEntry(conversation()['messages'], 1, encodeThinking([READ_THINKING]), false)]);
+    for (const system of ['You are a coding agent. Today is Tuesday.', [{ type: 'text', text: 'Other prompt', cache_control: { type: 'ephemeral' } }], undefined]) {
+      const request = { ...conversation(), system };
+      const { messages } = rewritten(rewriteMessagesRequest(body(request), cache.lookup, PLACEHOLDER));
+      expect(messages[1]?.['content'][0], JSON.stringify(system)).toEqual(READ_THINKING);
+    }
+  });
+
+  it('leaves a turn with its own thinking untouched and reports it as learned, in its context and without upstream ids', () => {
     const own = { role: 'assistant', content: [{ type: 'thinking', thinking: '客户端自己带回的思考。', signature: 'abc' }, ...readTurn.content] };
     const cache = memory(remembered());
-    const outcome = rewriteMessagesRequest(body(conversation(own)), cache.lookup, PLACEHOLDER);
+    const sent = conversation(own);
+    const outcome = rewriteMessagesRequest(body(sent), cache.lookup, PLACEHOLDER);
     const { messages } = rewritten(outcome);
     expect(messages[1]).toEqual(own);
-    expect(outcome.kind === 'rewritten' && outcome.learned).toEqual([{ keys: anthropicMessageKeys(own), reasoning: encodeThinking([thinking('客户端自己带回的思考。', 'abc')]) }]);
-    // The learned keys find this thinking for the same turn sent back later without it.
-    expect(anthropicMessageKeys(own)).toEqual(anthropicMessageKeys(readTurn));
+    const context = new ContextWindows(sent['messages'], anthropicContextForm).before(1);
+    const learned = outcome.kind === 'rewritten' ? outcome.learned : [];
+    expect(learned).toEqual([{ identity: anthropicTurnIdentity(readTurn), reasoning: encodeThinking([thinking('客户端自己带回的思考。', 'abc')]), context, upstreamIds: false }]);
+    // What is learned finds this thinking for the same turn sent back later without it.
+    const { messages: again } = rewritten(rewriteMessagesRequest(body(conversation()), memory(entriesOf(learned)).lookup, PLACEHOLDER));
+    expect(again[1]?.['content'][0]).toEqual(thinking('客户端自己带回的思考。', 'abc'));
+  });
+
+  it('reports the context of the turn that answers the request, as the next request will see that turn', () => {
+    const sent = conversation();
+    const outcome = rewriteMessagesRequest(body(sent), memory(remembered()).lookup, PLACEHOLDER);
+    const next = [...sent['messages'], { role: 'assistant', content: [{ type: 'text', text: '配置在 loadConfig 里加载。' }] }, { role: 'user', content: '谢谢' }];
+    expect(outcome.kind !== 'skipped' && outcome.context).toBe(new ContextWindows(next, anthropicContextForm).before(sent['messages'].length));
   });
 
   it('replaces an empty or whitespace thinking block the client left in place', () => {
@@ -124,13 +224,13 @@ describe('rewriting an Anthropic Messages request', () => {
     }
   });
 
-  it('restores thinking the client demoted to a text block, found by id', () => {
+  it('restores thinking the client demoted to a text block, found by its ids', () => {
     const demoted = { role: 'assistant', content: [{ type: 'text', text: READ_THINKING.thinking }, ...readTurn.content] };
     const { messages } = rewritten(rewriteMessagesRequest(body(conversation(demoted)), memory(remembered()).lookup, PLACEHOLDER));
     expect(messages[1]?.['content']).toEqual([READ_THINKING, ...readTurn.content]);
   });
 
-  it('restores demoted thinking found by fingerprint when the ids changed too', () => {
+  it('restores demoted thinking found by its context when the ids changed too', () => {
     const cache = memory(remembered());
     const demoted = { role: 'assistant', content: [{ type: 'text', text: `\n${READ_THINKING.thinking}` }, readTurn.content[0], use('call_new', 'read_file', { path: 'src/主.ts' })] };
     const request = conversation(demoted);
@@ -148,7 +248,7 @@ describe('rewriting an Anthropic Messages request', () => {
     expect(messages[1]?.['content'].slice(1)).toEqual(demoted.content);
     // A copy after the tool_use is the turn's own text.
     const after = { role: 'assistant', content: [...readTurn.content, { type: 'text', text: READ_THINKING.thinking }] };
-    const cache = memory([{ keys: anthropicMessageKeys(after), reasoning: encodeThinking([READ_THINKING]) }]);
+    const cache = memory([anthropicEntry(conversation(after)['messages'], 1, encodeThinking([READ_THINKING]))]);
     const { messages: kept } = rewritten(rewriteMessagesRequest(body(conversation(after)), cache.lookup, PLACEHOLDER));
     expect(kept[1]?.['content']).toEqual([READ_THINKING, ...after.content]);
   });
@@ -298,17 +398,12 @@ describe('rewriting an Anthropic Messages request', () => {
 
   it('puts remembered thinking back into a plain turn with block content only with plainTurns', () => {
     const plain = { role: 'assistant', content: [{ type: 'text', text: '北京今天晴。' }] };
-    const cache = memory([{ keys: anthropicMessageKeys(plain), reasoning: encodeThinking([thinking('直接回答。')]) }]);
-    const request = body({ messages: [{ role: 'user', content: '?' }, plain] });
+    const asked = [{ role: 'user', content: '?' }, plain];
+    const cache = memory([anthropicEntry(asked, 1, encodeThinking([thinking('直接回答。')]))]);
+    const request = body({ messages: asked });
     expect(rewriteMessagesRequest(request, cache.lookup, PLACEHOLDER).kind).toBe('unchanged');
     const { messages } = rewritten(rewriteMessagesRequest(request, cache.lookup, { degrade: 'placeholder', plainTurns: true }));
     expect(messages[1]?.['content']).toEqual([thinking('直接回答。'), ...plain.content]);
-  });
-
-  it('puts back reasoning learned on the chat surface as an unsigned thinking block', () => {
-    const cache = memory([{ keys: ['id:toolu_read_1'], reasoning: '聊天接口学到的思考。' }]);
-    const { messages } = rewritten(rewriteMessagesRequest(body(conversation()), cache.lookup, PLACEHOLDER));
-    expect(messages[1]?.['content'][0]).toEqual(thinking('聊天接口学到的思考。'));
   });
 
   it('treats a lookup that throws or returns whitespace as a miss', () => {

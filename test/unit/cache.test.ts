@@ -1,8 +1,11 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
-import type { ReasoningStore } from '../../src/store.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { openStore, type ReasoningStore } from '../../src/store.js';
 
 const A = 'k:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 const B = 'k:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
@@ -48,11 +51,11 @@ describe('ReasoningCache', () => {
     expect(c.lookup('anonymous', ['id:call_1'])).toBeUndefined();
   });
 
-  it('lets a later remember move a key to new reasoning', () => {
+  it('never lets a later remember move a key to a different reasoning: the key becomes a miss', () => {
     const c = cache();
     c.remember(A, ['fp:x', 'id:1'], '旧');
     c.remember(A, ['fp:x'], '新');
-    expect(c.lookup(A, ['fp:x'])).toBe('新');
+    expect(c.lookup(A, ['fp:x'])).toBeUndefined();
     expect(c.lookup(A, ['id:1'])).toBe('旧');
   });
 
@@ -180,5 +183,144 @@ describe('ReasoningCache', () => {
     expect(c.lookup(A, ['id:old'])).toBe(THOUGHT);
     expect(gets).toBe(before);
     expect(c.stats()).toMatchObject({ hits: 2, storeHits: 1, misses: 1, persisted: true, storeEntries: 1 });
+  });
+});
+
+/** A store stand-in over a Map, with `put` answering the keys it already held with another text, as the store will. */
+function mapStore(): { store: ReasoningStore; stored: Map<string, { reasoning: string; expiresAt: number }>; gets: string[] } {
+  const stored = new Map<string, { reasoning: string; expiresAt: number }>();
+  const gets: string[] = [];
+  const store: ReasoningStore = {
+    path: 'memory',
+    get: (key, now) => {
+      gets.push(key);
+      const found = stored.get(key);
+      return found !== undefined && found.expiresAt > now ? found.reasoning : undefined;
+    },
+    put: (keys, reasoning, expiresAt) => {
+      const conflicted: string[] = [];
+      for (const key of keys) {
+        const known = stored.get(key);
+        if (known !== undefined && known.reasoning.trim() !== reasoning.trim()) conflicted.push(key);
+        stored.set(key, { reasoning, expiresAt });
+      }
+      return conflicted;
+    },
+    stats: () => ({ entries: stored.size, bytes: 0 }),
+    close: () => undefined,
+  };
+  return { store, stored, gets };
+}
+
+describe('conflicting reasoning under one key', () => {
+  it('makes a lookup on that key miss, while the other keys of both texts still find theirs', () => {
+    const c = cache();
+    c.remember(A, ['t:read', 'c:same'], '甲的思考');
+    c.remember(A, ['t:grep', 'c:same'], '乙的思考');
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    expect(c.lookup(A, ['t:read'])).toBe('甲的思考');
+    expect(c.lookup(A, ['t:grep'])).toBe('乙的思考');
+    // A conflicted key is skipped, not the end of the lookup.
+    expect(c.lookup(A, ['c:same', 't:grep'])).toBe('乙的思考');
+    expect(c.stats()).toMatchObject({ hits: 3, misses: 1 });
+  });
+
+  it('keeps the key a miss when either text, or a third, is learned under it again', () => {
+    const c = cache();
+    c.remember(A, ['c:same'], '甲');
+    c.remember(A, ['c:same'], '乙');
+    for (const text of ['甲', '乙', '丙']) {
+      c.remember(A, ['c:same'], text);
+      expect(c.lookup(A, ['c:same']), text).toBeUndefined();
+    }
+  });
+
+  it('is no conflict when the same text, or the same text with other surrounding whitespace, is learned again', () => {
+    const c = cache();
+    c.remember(A, ['c:same', 't:1'], THOUGHT);
+    c.remember(A, ['c:same'], THOUGHT);
+    expect(c.lookup(A, ['c:same'])).toBe(THOUGHT);
+    c.remember(A, ['c:same', 't:2'], `\n${THOUGHT}  `);
+    expect(c.lookup(A, ['c:same'])?.trim()).toBe(THOUGHT);
+    expect(c.lookup(A, ['t:1'])).toBe(THOUGHT);
+    expect(c.lookup(A, ['t:2'])?.trim()).toBe(THOUGHT);
+  });
+
+  it('stays in its scope', () => {
+    const c = cache();
+    c.remember(A, ['c:same'], '甲');
+    c.remember(A, ['c:same'], '乙');
+    c.remember(B, ['c:same'], '乙');
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    expect(c.lookup(B, ['c:same'])).toBe('乙');
+  });
+
+  it('keeps the conflict in the store on disk, so a restarted cache misses too', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimo-cache-'));
+    try {
+      const first = openStore(dir, DEFAULT_CACHE_LIMITS, silentLogger, { busyTimeoutMs: 50 });
+      const c = cache({}, { store: first });
+      c.remember(A, ['t:1', 'c:same'], '甲');
+      c.remember(A, ['t:2', 'c:same'], '乙');
+      expect(c.lookup(A, ['c:same'])).toBeUndefined();
+      expect(first.get(`${A}\u0000c:same`, Date.now())).toBeUndefined();
+      c.close();
+      // A new process: memory is empty, the store still knows the key is conflicted.
+      const second = openStore(dir, DEFAULT_CACHE_LIMITS, silentLogger, { busyTimeoutMs: 50 });
+      const restarted = cache({}, { store: second });
+      expect(restarted.lookup(A, ['c:same'])).toBeUndefined();
+      expect(restarted.lookup(A, ['t:1'])).toBe('甲');
+      expect(restarted.lookup(A, ['t:2'])).toBe('乙');
+      restarted.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('never asks the store for a key conflicted in memory', () => {
+    const { store, gets } = mapStore();
+    const c = cache({}, { store });
+    c.remember(A, ['c:same'], '甲');
+    c.remember(A, ['c:same'], '乙');
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    expect(gets).toEqual([]);
+  });
+
+  it('honours the keys the store reports as conflicted, which memory did not know', () => {
+    const { store } = mapStore();
+    // What an earlier run of the proxy left in the store.
+    store.put([`${A}\u0000c:same`], '上次的思考', Date.now() + 60_000);
+    const c = cache({}, { store });
+    c.remember(A, ['t:new', 'c:same'], '这次的思考');
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    expect(c.lookup(A, ['t:new'])).toBe('这次的思考');
+  });
+
+  it('expires with the TTL, so the key can be learned afresh', () => {
+    const t = clock();
+    const c = cache({ ttlMs: 60_000 }, { now: t.now });
+    c.remember(A, ['c:same'], '甲');
+    c.remember(A, ['c:same'], '乙');
+    t.advance(59_999);
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    t.advance(2);
+    c.remember(A, ['c:same'], '丁');
+    expect(c.lookup(A, ['c:same'])).toBe('丁');
+  });
+
+  it('lasts as long as the last text learned under the key would', () => {
+    const t = clock();
+    const c = cache({ ttlMs: 60_000 }, { now: t.now });
+    c.remember(A, ['c:same'], '甲');
+    c.remember(A, ['c:same'], '乙');
+    t.advance(30_000);
+    c.remember(A, ['c:same'], '丙');
+    t.advance(30_001);
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    c.remember(A, ['c:same'], '丁');
+    expect(c.lookup(A, ['c:same'])).toBeUndefined();
+    t.advance(60_001);
+    c.remember(A, ['c:same'], '戊');
+    expect(c.lookup(A, ['c:same'])).toBe('戊');
   });
 });

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAnthropicJsonTap, createAnthropicSseTap } from '../../src/anthropic/fold.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
+import { learnKeys } from '../../src/match.js';
 import { isReasoningRejection } from '../../src/upstream-error.js';
 import { ANTHROPIC_REASONING_ERROR_BODY, handleAnthropic, type FakeAnthropicOptions, type FakeAnthropicState } from '../support/fake-anthropic.js';
 
@@ -211,7 +212,13 @@ describe('the Anthropic taps and rewrite against the fake', () => {
     options.toolRounds = 4;
     options.rejectPlaceholders = true;
     const cache = new Map<string, string>();
-    const lookup = (keys: readonly string[]): string | undefined => keys.map((k) => cache.get(k)).find((v) => v !== undefined);
+    const lookup = (keys: Iterable<string>): string | undefined => {
+      for (const key of keys) {
+        const found = cache.get(key);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    };
     const history: unknown[] = [user('北京天气？')];
     let sent: any;
     for (let round = 0; round <= 4; round++) {
@@ -220,6 +227,8 @@ describe('the Anthropic taps and rewrite against the fake', () => {
       expect(outcome.kind).not.toBe('skipped');
       if (outcome.kind === 'skipped') return;
       expect(outcome.changes.missing, `round ${round}`).toBe(0);
+      // Learned as the proxy does (reasoning.ts): turns sent with their thinking, then the answer in the request's context.
+      for (const entry of outcome.learned) for (const key of learnKeys(entry)) cache.set(key, entry.reasoning);
       sent = JSON.parse(outcome.body.toString('utf8'));
       const reply = await post(undefined, outcome.body.toString('utf8'));
       expect(reply.status, reply.text).toBe(200);
@@ -229,7 +238,7 @@ describe('the Anthropic taps and rewrite against the fake', () => {
       for (let i = 0; i < bytes.length; i += 7) tap.feed(bytes.subarray(i, i + 7));
       const learned = tap.end();
       expect(learned).toHaveLength(1);
-      for (const entry of learned ?? []) for (const key of entry.keys) cache.set(key, entry.reasoning);
+      for (const entry of learned ?? []) for (const key of learnKeys({ ...entry, context: outcome.context, upstreamIds: true })) cache.set(key, entry.reasoning);
       const content = stream ? blocks(events(reply.text)).content : JSON.parse(reply.text).content;
       const use = content.find((b: any) => b.type === 'tool_use');
       if (!use) break;

@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
-import { fingerprintKey } from '../../src/fingerprint.js';
+import { chatTurnIdentity } from '../../src/fingerprint.js';
 import { createStreamFold } from '../../src/tap/fold.js';
 import { createJsonTap } from '../../src/tap/json.js';
 import { createSseTap } from '../../src/tap/sse.js';
 
+
+/** What a fold should learn for `message` (as a client sends it back) with `reasoning`. */
+function learnedAs(message: Parameters<typeof chatTurnIdentity>[0], reasoning: string): Learned {
+  const identity = chatTurnIdentity(message);
+  if (!identity) throw new Error('the expected message has no identity');
+  return { identity, reasoning };
+}
 
 /** Feeds the chunks to a fresh SSE tap and returns what it learned. */
 function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number }): Learned[] | undefined {
@@ -33,7 +40,7 @@ describe('the SSE tap', () => {
   it('folds Chinese reasoning and tool calls arriving in pieces into one learned message', () => {
     const learned = tapAll([fixture('tool-calls-zh.sse')]);
     expect(learned).toEqual([
-      { keys: ['id:call_7f2c0a9e41', 'id:call_b81d33e0c5', fingerprintKey(toolTurnAsSentBack)], reasoning: TOOL_REASONING },
+      learnedAs(toolTurnAsSentBack, TOOL_REASONING),
     ]);
   });
 
@@ -44,14 +51,8 @@ describe('the SSE tap', () => {
     expect(bytes.includes('"choices":[]')).toBe(true);
     const learned = tapAll([bytes]);
     expect(learned).toEqual([
-      {
-        keys: [
-          'id:call_weather_01',
-          fingerprintKey({ role: 'assistant', content: null, tool_calls: [{ id: 'x', function: { name: 'get_weather', arguments: '{"city":"北京"}' } }] }),
-        ],
-        reasoning: '先思考一下：天气查询需要城市名。',
-      },
-      { keys: [fingerprintKey({ role: 'assistant', content: '北京今天晴，气温 21℃。' })], reasoning: '嗯，这个问题可以直接回答。' },
+      learnedAs({ role: 'assistant', content: null, tool_calls: [{ id: 'call_weather_01', function: { name: 'get_weather', arguments: '{"city":"北京"}' } }] }, '先思考一下：天气查询需要城市名。'),
+      learnedAs({ role: 'assistant', content: '北京今天晴，气温 21℃。' }, '嗯，这个问题可以直接回答。'),
     ]);
   });
 
@@ -106,7 +107,7 @@ describe('the SSE tap', () => {
   it('stores a stream whose choices all finished even without [DONE]', () => {
     const learned = tapAll([fixture('finish-no-done.sse')]);
     expect(learned).toEqual([
-      { keys: ['id:call_ls_3', fingerprintKey({ content: '', tool_calls: [{ function: { name: 'list_dir', arguments: '{ "path": "." }' } }] })], reasoning: '列出目录即可。' },
+      learnedAs({ content: '', tool_calls: [{ id: 'call_ls_3', function: { name: 'list_dir', arguments: '{ "path": "." }' } }] }, '列出目录即可。'),
     ]);
   });
 
@@ -235,8 +236,8 @@ describe('the JSON tap', () => {
       }),
     );
     expect(learned).toEqual([
-      { keys: [fingerprintKey({ content: '答案是 42。' })], reasoning: '先算一下。' },
-      { keys: ['id:call_9', fingerprintKey({ tool_calls: [{ function: { name: 'read_file', arguments: '{ "path": "a" }' } }] })], reasoning: '需要查文件。' },
+      learnedAs({ content: '答案是 42。' }, '先算一下。'),
+      learnedAs({ tool_calls: [{ id: 'call_9', function: { name: 'read_file', arguments: '{ "path": "a" }' } }] }, '需要查文件。'),
     ]);
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { body, memory, rewritten, type Json } from '../support/unit.js';
-import type { Learned } from '../../src/chat/types.js';
-import { fingerprintKey, messageKeys } from '../../src/fingerprint.js';
+import { body, chatEntry, entriesOf, memory, rewritten, type Entry, type Json } from '../support/unit.js';
+import { chatContextForm, chatTurnIdentity } from '../../src/fingerprint.js';
+import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/match.js';
 import { rewriteChatRequest, thinkingDisabled, type RewritePolicy } from '../../src/rewrite.js';
 
 
@@ -34,57 +34,159 @@ function conversation(read: Json = readTurn, grep: Json = grepTurn): Json {
   };
 }
 
+/** Every key a rewrite may ask for the turn at `index` of `messages`, in order. */
+function keysAsked(messages: readonly Json[], index: number): string[] {
+  const identity = chatTurnIdentity(messages[index] as Json) as TurnIdentity;
+  return [...lookupKeys(identity, () => new ContextWindows(messages, chatContextForm).before(index))];
+}
+
+/** What the conversation of `conversation()` learned for its two tool turns. */
+const remembered = (read = '要先读入口文件。', grep = '再搜调用点。'): Entry[] => [
+  chatEntry(conversation()['messages'], 2, read),
+  chatEntry(conversation()['messages'], 4, grep),
+];
+
+/** A longer agent session: a user task, then `steps` read exchanges, then the turn under test and its result. */
+function session(steps: number, turn: Json): Json[] {
+  const messages: Json[] = [{ role: 'system', content: 'You are a coding agent.' }, { role: 'user', content: '把所有模块读一遍。' }];
+  for (let i = 0; i < steps; i++) {
+    messages.push({ role: 'assistant', content: null, tool_calls: [call(`call_s${i}`, 'read_file', JSON.stringify({ path: `src/m${i}.ts` }))] }, toolResult(`call_s${i}`, `module ${i}`));
+  }
+  messages.push(turn, toolResult(String(turn['tool_calls']?.[0]?.['id']), 'done'), { role: 'user', content: '继续' });
+  return messages;
+}
+
 describe('rewriting a chat request', () => {
-  it('injects remembered reasoning by tool call id', () => {
-    const cache = memory([{ keys: messageKeys(readTurn), reasoning: '要先读入口文件。' }, { keys: messageKeys(grepTurn), reasoning: '再搜调用点。' }]);
-    const outcome = rewriteChatRequest(body(conversation()), cache.lookup, PLACEHOLDER);
+  it('injects remembered reasoning for the same turn in the same conversation, found by its ids first', () => {
+    const cache = memory(remembered());
+    const sent = conversation();
+    const outcome = rewriteChatRequest(body(sent), cache.lookup, PLACEHOLDER);
     const { messages } = rewritten(outcome);
     expect(messages[2]?.['reasoning_content']).toBe('要先读入口文件。');
     expect(messages[4]?.['reasoning_content']).toBe('再搜调用点。');
     expect(outcome.kind === 'rewritten' && outcome.changes).toEqual({ injected: 2, placeholders: 0, flattened: 0, missing: 0 });
-    // Found by id: the fingerprint was never computed or asked for.
-    expect(cache.calls.every((keys) => keys.every((key) => key.startsWith('id:')))).toBe(true);
+    const asked = [keysAsked(sent['messages'], 2), keysAsked(sent['messages'], 4)];
+    for (const keys of asked) expect(keys.map((key) => key.slice(0, 2))).toEqual(['t:', 'c:']);
+    // Found by the ids: the context key was never made or asked for.
+    expect(cache.calls).toEqual(asked.map((keys) => keys.slice(0, 1)));
   });
 
-  it('injects by fingerprint when the client changed the ids and re-serialised the arguments', () => {
-    const cache = memory([{ keys: messageKeys(readTurn), reasoning: '要先读入口文件。' }]);
+  it('injects by the context when the client rewrote the ids and re-serialised the arguments', () => {
+    const cache = memory(remembered());
     const renamed = { role: 'assistant', content: ' 我先看一下文件。', tool_calls: [call('toolu_01', 'read_file', '{ "path" : "src/主.ts" }')] };
-    const { messages } = rewritten(rewriteChatRequest(body(conversation(renamed)), cache.lookup, PLACEHOLDER));
+    const input = conversation(renamed);
+    input['messages'][3] = toolResult('toolu_01', 'export function loadConfig() {}');
+    const { messages } = rewritten(rewriteChatRequest(body(input), cache.lookup, PLACEHOLDER));
     expect(messages[2]?.['reasoning_content']).toBe('要先读入口文件。');
-    expect(cache.calls[0]).toEqual(['id:toolu_01']);
-    expect(cache.calls[1]).toEqual([fingerprintKey(renamed)]);
+    // The ids key is another one (other ids); the context key is the one learned.
+    const [idKey, contextKey] = keysAsked(input['messages'], 2);
+    expect(cache.calls[0]).toEqual([idKey, contextKey]);
+    expect(remembered()[0]?.keys).not.toContain(idKey);
+    expect(remembered()[0]?.keys).toContain(contextKey);
   });
 
-  it('without fingerprintFallback, a message with unknown ids is degraded even when its fingerprint is known', () => {
-    const cache = memory([{ keys: messageKeys(readTurn), reasoning: '另一轮的推理。' }]);
-    const sameCallOtherTurn = { ...readTurn, tool_calls: [call('call_other', 'read_file', '{"path":"src/主.ts"}')] };
-    const input = conversation(sameCallOtherTurn);
-    (input['messages'] as Json[])[3] = toolResult('call_other', 'x');
-    const outcome = rewriteChatRequest(body(input), cache.lookup, { degrade: 'flatten', fingerprintFallback: false });
+  it('misses when the ids match but the turn does not: other arguments, another tool or other text', () => {
+    const variants = [
+      { ...readTurn, tool_calls: [call('call_read_1', 'read_file', '{"path":"src/副.ts"}')] },
+      { ...readTurn, tool_calls: [call('call_read_1', 'read_files', '{"path":"src/主.ts"}')] },
+      { ...readTurn, content: '我先看一下另一个文件。' },
+    ];
+    for (const variant of variants) {
+      const outcome = rewriteChatRequest(body(conversation(variant)), memory(remembered()).lookup, PLACEHOLDER);
+      const { messages } = rewritten(outcome);
+      expect(messages[2]?.['reasoning_content'], JSON.stringify(variant)).not.toBe('要先读入口文件。');
+      expect(outcome.kind === 'rewritten' && outcome.changes, JSON.stringify(variant)).toEqual({ injected: 1, placeholders: 1, flattened: 0, missing: 1 });
+    }
+  });
+
+  it('misses the same turn in another conversation', () => {
+    const cache = memory(remembered('另一段对话的推理。'));
+    const other = conversation();
+    other['messages'][1] = { role: 'user', content: '日志是怎么写的？' };
+    // The client numbers ids per conversation: the same call, under other ids.
+    other['messages'][2] = { ...readTurn, tool_calls: [call('call_0', 'read_file', '{"path":"src/主.ts"}')] };
+    other['messages'][3] = toolResult('call_0', 'export function loadConfig() {}');
+    const outcome = rewriteChatRequest(body(other), cache.lookup, PLACEHOLDER);
     const { messages } = rewritten(outcome);
-    expect(JSON.stringify(messages)).not.toContain('另一轮的推理。');
-    expect(outcome.kind === 'rewritten' && outcome.changes.flattened).toBeGreaterThanOrEqual(1);
-    expect(cache.calls.flat().some((key) => key.startsWith('fp:'))).toBe(false);
-    // A message without ids (a plain turn, looked up when the retry asks for plain turns) still has its fingerprint.
-    const noIds = { role: 'assistant', content: 'plain answer' };
-    const plain = memory([{ keys: messageKeys(noIds), reasoning: '普通回答的推理。' }]);
-    const req = { messages: [{ role: 'user', content: 'q' }, noIds, { role: 'user', content: 'again' }] };
-    const { messages: out } = rewritten(rewriteChatRequest(body(req), plain.lookup, { degrade: 'flatten', plainTurns: true, fingerprintFallback: false }));
-    expect(out[1]?.['reasoning_content']).toBe('普通回答的推理。');
+    expect(JSON.stringify(messages)).not.toContain('另一段对话的推理。');
+    expect(outcome.kind === 'rewritten' && outcome.changes.placeholders).toBeGreaterThanOrEqual(1);
   });
 
-  it('leaves the client own reasoning untouched and reports it as learned', () => {
+  it('finds a turn by its upstream ids even when the history before it changed', () => {
+    const cache = memory(remembered());
+    const pruned = conversation();
+    pruned['messages'][1] = { role: 'user', content: '（之前的对话已压缩）' };
+    pruned['messages'][3] = toolResult('call_read_1', '[output pruned]');
+    const { messages } = rewritten(rewriteChatRequest(body(pruned), cache.lookup, PLACEHOLDER));
+    expect(messages[2]?.['reasoning_content']).toBe('要先读入口文件。');
+    expect(messages[4]?.['reasoning_content']).toBe('再搜调用点。');
+  });
+
+  it('misses a turn learned from a request (ids not the upstream\'s) once the history before it changed', () => {
+    const fromRequest = [chatEntry(conversation()['messages'], 2, '要先读入口文件。', false)];
+    const pruned = conversation();
+    pruned['messages'][1] = { role: 'user', content: '（之前的对话已压缩）' };
+    const outcome = rewriteChatRequest(body(pruned), memory(fromRequest).lookup, PLACEHOLDER);
+    expect(outcome.kind === 'rewritten' && outcome.changes.injected).toBe(0);
+    expect(fromRequest[0]?.keys.every((key) => key.startsWith('c:'))).toBe(true);
+  });
+
+  it(`still finds a turn when the client trims old turns outside the ${CONTEXT_WINDOW}-message window, but not inside it`, () => {
+    const turn = { role: 'assistant', content: '再读主模块。', tool_calls: [call('call_main', 'read_file', '{"path":"src/主.ts"}')] };
+    const full = session(6, turn);
+    const index = full.indexOf(turn);
+    // The window is the messages from `oldest` to the turn; the first exchanges are older.
+    const oldest = index - CONTEXT_WINDOW;
+    expect(oldest).toBeGreaterThan(2);
+    // Learned from a request: the context key alone, so only the context can find it.
+    const cache = memory([chatEntry(full, index, '主模块最后读。', false)]);
+    // Drops the exchanges before the window; the system prompt and the task stay.
+    const trimmed = [...full.slice(0, 2), ...full.slice(oldest)];
+    const { messages } = rewritten(rewriteChatRequest(body({ messages: trimmed }), cache.lookup, PLACEHOLDER));
+    expect(messages[trimmed.indexOf(turn)]?.['reasoning_content']).toBe('主模块最后读。');
+    // Dropping the exchange just before the turn changes its window: a miss.
+    const inside = [...full.slice(0, index - 2), ...full.slice(index)];
+    const outcome = rewriteChatRequest(body({ messages: inside }), cache.lookup, PLACEHOLDER);
+    expect(outcome.kind === 'rewritten' && outcome.changes.injected).toBe(0);
+  });
+
+  it('still finds a turn when the client rewrites the system prompt or adds a developer message', () => {
+    const cache = memory([chatEntry(conversation()['messages'], 2, '要先读入口文件。', false)]);
+    const rewrittenPrompt = conversation();
+    rewrittenPrompt['messages'][0] = { role: 'system', content: 'You are a coding agent. Today is Tuesday.' };
+    rewrittenPrompt['messages'].splice(1, 0, { role: 'developer', content: 'Prefer small diffs.' });
+    const { messages } = rewritten(rewriteChatRequest(body(rewrittenPrompt), cache.lookup, PLACEHOLDER));
+    expect(messages[3]?.['reasoning_content']).toBe('要先读入口文件。');
+  });
+
+  it('leaves the client own reasoning untouched and reports it as learned, in its context and without upstream ids', () => {
     const withOwn = { ...readTurn, reasoning_content: '客户端自己带回的思考。' };
-    const cache = memory([{ keys: messageKeys(readTurn), reasoning: '缓存里的另一段。' }, { keys: messageKeys(grepTurn), reasoning: '再搜调用点。' }]);
-    const outcome = rewriteChatRequest(body(conversation(withOwn)), cache.lookup, PLACEHOLDER);
+    const cache = memory(remembered('缓存里的另一段。'));
+    const sent = conversation(withOwn);
+    const outcome = rewriteChatRequest(body(sent), cache.lookup, PLACEHOLDER);
     const { messages } = rewritten(outcome);
     expect(messages[2]?.['reasoning_content']).toBe('客户端自己带回的思考。');
-    expect(outcome.kind === 'rewritten' && outcome.learned).toEqual([{ keys: messageKeys(withOwn), reasoning: '客户端自己带回的思考。' }]);
+    const context = new ContextWindows(sent['messages'], chatContextForm).before(2);
+    expect(outcome.kind === 'rewritten' && outcome.learned).toEqual([{ identity: chatTurnIdentity(readTurn), reasoning: '客户端自己带回的思考。', context, upstreamIds: false }]);
+    // What is learned finds this reasoning for the same turn sent back later without it.
+    const later = memory(entriesOf(outcome.kind === 'rewritten' ? outcome.learned : []));
+    const { messages: again } = rewritten(rewriteChatRequest(body(conversation()), later.lookup, PLACEHOLDER));
+    expect(again[2]?.['reasoning_content']).toBe('客户端自己带回的思考。');
+  });
+
+  it('reports the context of the turn that answers the request, as the next request will see that turn', () => {
+    const sent = conversation();
+    const outcome = rewriteChatRequest(body(sent), memory().lookup, PLACEHOLDER);
+    const answer = { role: 'assistant', content: '配置在 loadConfig 里加载。' };
+    const next = [...sent['messages'], answer, { role: 'user', content: '谢谢' }];
+    expect(outcome.kind !== 'skipped' && outcome.context).toBe(new ContextWindows(next, chatContextForm).before(sent['messages'].length));
+    const unchanged = rewriteChatRequest(body({ messages: next.slice(0, 2) }), memory().lookup, PLACEHOLDER);
+    expect(unchanged.kind === 'unchanged' && unchanged.context).toBe(new ContextWindows(next, chatContextForm).before(2));
   });
 
   it("treats '', null and whitespace reasoning as absent", () => {
     for (const value of ['', null, ' \n']) {
-      const cache = memory([{ keys: messageKeys(readTurn), reasoning: '要先读入口文件。' }, { keys: messageKeys(grepTurn), reasoning: '再搜。' }]);
+      const cache = memory(remembered('要先读入口文件。', '再搜。'));
       const outcome = rewriteChatRequest(body(conversation({ ...readTurn, reasoning_content: value })), cache.lookup, PLACEHOLDER);
       const { messages } = rewritten(outcome);
       expect(messages[2]?.['reasoning_content'], JSON.stringify(value)).toBe('要先读入口文件。');
@@ -123,7 +225,7 @@ describe('rewriting a chat request', () => {
   });
 
   it('flattens a tool exchange into text with no orphan tool message and no call markers', () => {
-    const cache = memory([{ keys: messageKeys(grepTurn), reasoning: '再搜调用点。' }]);
+    const cache = memory([remembered()[1] as Entry]);
     const outcome = rewriteChatRequest(body(conversation()), cache.lookup, FLATTEN);
     const { messages } = rewritten(outcome);
     expect(outcome.kind === 'rewritten' && outcome.changes).toEqual({ injected: 1, placeholders: 0, flattened: 1, missing: 1 });
@@ -168,7 +270,7 @@ describe('rewriting a chat request', () => {
       expect(outcome.kind === 'unchanged' && outcome.body).toBe(original);
       expect(outcome.kind === 'unchanged' && outcome.changes.missing).toBe(2);
     }
-    const cache = memory([{ keys: messageKeys(readTurn), reasoning: '要先读。' }]);
+    const cache = memory([chatEntry(conversation()['messages'], 2, '要先读。')]);
     const { messages } = rewritten(rewriteChatRequest(original, cache.lookup, FLATTEN));
     expect(messages[2]?.['reasoning_content']).toBe('要先读。');
     expect(messages[4]?.['tool_calls']).toEqual(grepTurn.tool_calls);
@@ -217,15 +319,21 @@ describe('rewriting a chat request', () => {
     expect(messages[2]?.['tool_calls']).toBeUndefined();
   });
 
-  it('looks plain turns up only with plainTurns: a short reply must not take another conversation\'s reasoning', () => {
+  it("looks plain turns up only with plainTurns, and a short reply never takes another conversation's reasoning", () => {
     const plain = { role: 'assistant', content: '好的' };
-    const cache = memory([{ keys: messageKeys(plain), reasoning: '另一段对话的推理。' }]);
-    const request = body({ messages: [{ role: 'user', content: '?' }, plain, { role: 'user', content: 'next' }] });
+    const asked = [{ role: 'user', content: '?' }, plain, { role: 'user', content: 'next' }];
+    const cache = memory([chatEntry(asked, 1, '这段对话的推理。')]);
+    const request = body({ messages: asked });
     const outcome = rewriteChatRequest(request, cache.lookup, PLACEHOLDER);
     expect(outcome.kind).toBe('unchanged');
     expect(cache.calls).toEqual([]);
     const { messages } = rewritten(rewriteChatRequest(request, cache.lookup, { degrade: 'placeholder', plainTurns: true }));
-    expect(messages[1]?.['reasoning_content']).toBe('另一段对话的推理。');
+    expect(messages[1]?.['reasoning_content']).toBe('这段对话的推理。');
+    expect(cache.calls[0]?.map((key) => key.slice(0, 2))).toEqual(['c:']);
+    // The same short reply in another conversation gets a placeholder, not this reasoning.
+    const other = body({ messages: [{ role: 'user', content: '可以开始了吗？' }, plain, { role: 'user', content: 'next' }] });
+    const { messages: out } = rewritten(rewriteChatRequest(other, cache.lookup, { degrade: 'placeholder', plainTurns: true }));
+    expect(out[1]?.['reasoning_content']).not.toBe('这段对话的推理。');
   });
 
   it('keeps other fields and their order', () => {
@@ -273,18 +381,18 @@ describe('rewriting a chat request', () => {
 
   it('rewrites a 2 MB body of 500 messages correctly (time printed, not asserted)', () => {
     const messages: Json[] = [{ role: 'system', content: 'x'.repeat(1000) }];
-    const learned: Learned[] = [];
+    const learnedAt: [number, string][] = [];
     const filler = '这是一段很长的工具输出。'.repeat(380);
     for (let turn = 0; turn < 166; turn++) {
       const assistant = { role: 'assistant', content: turn % 3 === 0 ? `第 ${turn} 步。` : null, tool_calls: [call(`call_${turn}`, 'read_file', JSON.stringify({ path: `src/file_${turn}.ts`, limit: 400 }))] };
-      if (turn % 2 === 0) learned.push({ keys: messageKeys(assistant), reasoning: `第 ${turn} 步的思考。`.repeat(20) });
+      if (turn % 2 === 0) learnedAt.push([messages.length, `第 ${turn} 步的思考。`.repeat(20)]);
       messages.push(assistant, toolResult(`call_${turn}`, filler), { role: 'user', content: `continue ${turn}` });
     }
     const request = { model: 'mimo-v2.6-pro', messages, stream: true };
     const original = body(request);
     expect(original.length).toBeGreaterThan(2_000_000);
     expect(messages.length).toBeGreaterThanOrEqual(499);
-    const cache = memory(learned);
+    const cache = memory(learnedAt.map(([index, reasoning]) => chatEntry(messages, index, reasoning)));
     const start = performance.now();
     const outcome = rewriteChatRequest(original, cache.lookup, PLACEHOLDER);
     const ms = performance.now() - start;
