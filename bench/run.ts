@@ -16,7 +16,8 @@ import { startFakeMimo, type FakeMimo } from '../test/support/fake-mimo.js';
 import { ConnectAgent } from '../test/support/proxy-client.js';
 import { ReasoningCache } from '../src/cache.js';
 import { rewriteChatRequest } from '../src/rewrite.js';
-import { messageKeys } from '../src/fingerprint.js';
+import { chatContextForm, chatTurnIdentity } from '../src/fingerprint.js';
+import { ContextWindows, learnKeys } from '../src/match.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -210,20 +211,34 @@ async function main(): Promise<void> {
       const list: unknown[] = [{ role: 'user', content: 'start' }];
       for (let i = 0; i < messages / 2; i++) {
         const call = { id: `call_${i}`, type: 'function', function: { name: 'read_file', arguments: JSON.stringify({ path: `src/${i}.ts` }) } };
-        const assistant = { role: 'assistant', content: '', tool_calls: [call] };
-        cache.remember('k:bench', messageKeys(assistant as never), `推理 ${i}：先读文件再决定。`.repeat(20));
-        list.push(assistant, { role: 'tool', tool_call_id: call.id, content: 'x'.repeat(pad) });
+        list.push({ role: 'assistant', content: '', tool_calls: [call] }, { role: 'tool', tool_call_id: call.id, content: 'x'.repeat(pad) });
+      }
+      // Every turn remembered as the proxy learns it from the upstream's answer: its ids and its place in the conversation.
+      const windows = new ContextWindows(list, chatContextForm);
+      for (let index = 1; index < list.length; index += 2) {
+        const identity = chatTurnIdentity(list[index] as never);
+        if (!identity) throw new Error('the rewrite benchmark built a turn without an identity');
+        const reasoning = `推理 ${(index - 1) / 2}：先读文件再决定。`.repeat(20);
+        cache.remember('k:bench', learnKeys({ identity, reasoning, context: windows.before(index), upstreamIds: true }), reasoning);
       }
       const body = Buffer.from(JSON.stringify({ model: 'mimo-v2.6-pro', messages: list }));
-      const times: number[] = [];
-      for (let i = 0; i < 15; i++) {
-        const t0 = performance.now();
-        const out = rewriteChatRequest(body, (keys) => cache.lookup('k:bench', keys), { degrade: 'placeholder' });
-        times.push(performance.now() - t0);
-        if (out.kind !== 'rewritten') throw new Error('the rewrite benchmark expected a rewrite');
-      }
-      rewrite[label] = { bytes: body.length, messages: list.length, ms: round(quantile(times, 0.5)) };
-      row(`request rewrite, ${label} (${list.length} messages)`, `${round(quantile(times, 0.5))} ms p50`, `${round(body.length / MiB, 2)} MiB body`, label === '2 MB' ? '< 20 ms' : '');
+      // The same conversation from a client that renumbered the call ids: every turn is then
+      // found by its context (the digests of the messages before it), the costlier match.
+      const renumbered = Buffer.from(body.toString('utf8').replace(/"call_(\d+)"/g, '"own_$1"'));
+      const timed = (input: Buffer): number => {
+        const times: number[] = [];
+        for (let i = 0; i < 15; i++) {
+          const t0 = performance.now();
+          const out = rewriteChatRequest(input, (keys) => cache.lookup('k:bench', keys), { degrade: 'placeholder' });
+          times.push(performance.now() - t0);
+          if (out.kind !== 'rewritten' || out.changes.injected !== messages / 2) throw new Error('the rewrite benchmark expected every turn put back');
+        }
+        return round(quantile(times, 0.5));
+      };
+      const byIds = timed(body);
+      const byContext = label === '20 MB' ? undefined : timed(renumbered);
+      rewrite[label] = { bytes: body.length, messages: list.length, ms: byIds, msByContext: byContext };
+      row(`request rewrite, ${label} (${list.length} messages)`, `${byIds} ms p50${byContext === undefined ? '' : `; ids renumbered: ${byContext} ms`}`, `${round(body.length / MiB, 2)} MiB body`, label === '2 MB' ? '< 20 ms' : '');
     }
     results.rewrite = rewrite;
 
