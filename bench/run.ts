@@ -14,10 +14,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeMimo, type FakeMimo } from '../test/support/fake-mimo.js';
 import { ConnectAgent } from '../test/support/proxy-client.js';
-import { ReasoningCache } from '../src/cache.js';
-import { rewriteChatRequest } from '../src/rewrite.js';
-import { chatContextForm, chatTurnIdentity } from '../src/fingerprint.js';
-import { ContextWindows, learnKeys } from '../src/match.js';
+import { ReasoningCache } from '../src/cache/cache.js';
+import { rewriteChatRequest } from '../src/chat/rewrite.js';
+import { chatContextForm, chatTurnIdentity } from '../src/chat/fingerprint.js';
+import { ContextWindows, learnKeys } from '../src/reasoning/match.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');

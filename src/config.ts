@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConnectTo, type ConnectToRule } from './connect-to.js';
+import { parseConnectTo, type ConnectToRule } from './net/connect-to.js';
 import { MimoProxyError } from './errors.js';
-import { parseDomains } from './hosts.js';
+import { parseDomains } from './net/hosts.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

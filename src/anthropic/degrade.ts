@@ -17,7 +17,7 @@
  * content arrays and leave their input as it was.
  */
 import { isRecord } from '../chat/types.js';
-import { flattenedPlaceholder, plainPlaceholder, resultText, toolCallPlaceholder } from '../degrade.js';
+import { flattenedPlaceholder, plainPlaceholder, resultText, toolCallPlaceholder } from '../chat/degrade.js';
 import { canonicalInput } from './fingerprint.js';
 import { blocksOf, isBlockOfType, isToolUse, textOf, thinkingOf, toolUseName } from './types.js';
 

@@ -29,10 +29,10 @@
  * The system prompt is a top-level field, never a message: it does not count.
  */
 import { isRecord } from '../chat/types.js';
-import { canonicalArguments } from '../fingerprint.js';
-import { canonicalJson } from '../json.js';
-import { sha256, type TurnIdentity } from '../match.js';
-import { resultText } from '../degrade.js';
+import { canonicalArguments } from '../chat/fingerprint.js';
+import { canonicalJson } from '../reasoning/json.js';
+import { sha256, type TurnIdentity } from '../reasoning/match.js';
+import { resultText } from '../chat/degrade.js';
 import { blocksOf, isBlockOfType, isToolUse, textOf, toolUseId, toolUseName } from './types.js';
 
 /** The turn's identity, or undefined when it has nothing to be found by. */

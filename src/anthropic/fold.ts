@@ -24,13 +24,13 @@
  * data that is not JSON, a line or body past its bound. Never throws.
  */
 import { hasReasoning, isRecord, type Learned } from '../chat/types.js';
-import type { ResponseTap } from '../tap/fold.js';
-import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../tap/json.js';
-import { createFoldingSseTap } from '../tap/sse.js';
+import type { ResponseTap } from '../chat/fold.js';
+import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../reasoning/tap/body.js';
+import { createFoldingSseTap } from '../reasoning/tap/sse.js';
 import { anthropicTurnIdentity } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
 
-export type { ResponseTap } from '../tap/fold.js';
+export type { ResponseTap } from '../chat/fold.js';
 
 /** Folded text past this many characters (all blocks) poisons the fold: bounded memory. */
 export const DEFAULT_MAX_FOLDED_CHARS = 32 * 1024 * 1024;

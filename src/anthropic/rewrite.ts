@@ -23,8 +23,8 @@
  * No change -> the very Buffer it was given. Pure, and never throws.
  */
 import { isRecord } from '../chat/types.js';
-import { ContextWindows, lookupKeys, type Learned } from '../match.js';
-import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../rewrite.js';
+import { ContextWindows, lookupKeys, type Learned } from '../reasoning/match.js';
+import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../chat/rewrite.js';
 import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
 import { anthropicContextForm, anthropicTurnIdentity } from './fingerprint.js';
 import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';

@@ -4,7 +4,7 @@
  * missing or of the wrong type, and fields we do not know are kept as they
  * came (the index signatures), so a rewrite never drops what a client sent.
  */
-import { isRawNumber } from '../json.js';
+import { isRawNumber } from '../reasoning/json.js';
 
 export interface FunctionCall {
   name?: unknown;
@@ -51,7 +51,7 @@ export interface ChatRequest {
 }
 
 /** What a response fold learns about one assistant message: its identity and its reasoning. */
-export type { TurnReasoning as Learned } from '../match.js';
+export type { TurnReasoning as Learned } from '../reasoning/match.js';
 
 /** A plain (non-null, non-array) object; a number kept as its source text (../json.ts) is not one. */
 export function isRecord(value: unknown): value is Record<string, unknown> {

@@ -16,11 +16,11 @@ import {
   type ActivationTarget,
   type Environment,
   type Shell,
-} from '../activation.js';
-import { BUNDLE_FILE, ensureBundle, type Bundle } from '../bundle.js';
+} from '../setup/activation.js';
+import { BUNDLE_FILE, ensureBundle, type Bundle } from '../setup/bundle.js';
 import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment, type ProxyConfig } from '../config.js';
-import { formatHostPort } from '../connect-target.js';
+import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import { clientHost, portTaken, probeProxy } from './status.js';
 

@@ -2,7 +2,7 @@
 /** The `mimo-proxy` command: dispatch to one file per subcommand. */
 import { MimoProxyError } from '../errors.js';
 import { OPTIONS } from '../config.js';
-import { VERSION } from '../server.js';
+import { VERSION } from '../proxy/server.js';
 import { startCommand } from './start.js';
 import { caCommand } from './ca.js';
 import { envCommand, processIo } from './env.js';

@@ -6,12 +6,12 @@
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { activationValues, applyOps, type EnvOp } from '../activation.js';
+import { activationValues, applyOps, type EnvOp } from '../setup/activation.js';
 import { parseArgs, resolveConfig, withEnvironment } from '../config.js';
-import { formatHostPort } from '../connect-target.js';
+import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { startProxy, type RunningProxy } from '../server.js';
+import { startProxy, type RunningProxy } from '../proxy/server.js';
 import { activationWarnings, prepareActivation, type CommandIo } from './env.js';
 import { clientHost, portTaken, probeProxy } from './status.js';
 

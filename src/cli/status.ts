@@ -5,9 +5,9 @@
  */
 import http from 'node:http';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
-import { formatHostPort } from '../connect-target.js';
+import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
-import type { StatusReport } from '../local.js';
+import type { StatusReport } from '../proxy/local.js';
 import type { CommandIo } from './env.js';
 
 /** A local proxy answers in milliseconds; this only bounds a wedged one. */

@@ -12,7 +12,7 @@ import { runAnthropicConversation, sendMessages, type Block, type Turn } from '.
 import { sendChat, type ChatMessage } from '../support/conversation.js';
 import { startRig, stopRig, type Rig } from '../support/harness.js';
 import { request } from '../support/proxy-client.js';
-import { parseJson } from '../../src/json.js';
+import { parseJson } from '../../src/reasoning/json.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
 const MESSAGES = 'https://api.xiaomimimo.com/anthropic/v1/messages';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, resolveConfig } from '../../src/config.js';
 import { createLogger, type Logger } from '../../src/log.js';
-import { startProxy, type ConnectionLimits, type RunningProxy } from '../../src/server.js';
+import { startProxy, type ConnectionLimits, type RunningProxy } from '../../src/proxy/server.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from './fake-mimo.js';
 import { ConnectAgent } from './proxy-client.js';
 

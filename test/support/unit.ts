@@ -1,9 +1,9 @@
 /** Helpers the pure modules' unit tests share: fixtures, seeded random splits, a cache stand-in. */
 import { readFileSync } from 'node:fs';
 import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
-import { chatContextForm, chatTurnIdentity } from '../../src/fingerprint.js';
-import { ContextWindows, learnKeys, type Learned } from '../../src/match.js';
-import type { RewriteOutcome } from '../../src/rewrite.js';
+import { chatContextForm, chatTurnIdentity } from '../../src/chat/fingerprint.js';
+import { ContextWindows, learnKeys, type Learned } from '../../src/reasoning/match.js';
+import type { RewriteOutcome } from '../../src/chat/rewrite.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Json = Record<string, any>;

@@ -15,7 +15,7 @@ import {
   quotePowerShell,
   renderOp,
   type ActivationTarget,
-} from '../../src/activation.js';
+} from '../../src/setup/activation.js';
 
 const certs = "/tmp/it's a dir/证书 $HOME `x`";
 const target: ActivationTarget = {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { anthropicContextForm, anthropicTurnIdentity, canonicalInput, canonicalTurn, identifiableTurn, toolUseIds } from '../../src/anthropic/fingerprint.js';
 import { decodeThinking, encodeThinking, storedReasoningText, thinkingText, type ThinkingBlock } from '../../src/anthropic/types.js';
-import { chatTurnIdentity } from '../../src/fingerprint.js';
-import { parseJson } from '../../src/json.js';
+import { chatTurnIdentity } from '../../src/chat/fingerprint.js';
+import { parseJson } from '../../src/reasoning/json.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 

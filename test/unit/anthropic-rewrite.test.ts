@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { anthropicEntry, body, entriesOf, memory, rewritten, type Entry, type Json } from '../support/unit.js';
 import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
-import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/match.js';
+import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/reasoning/match.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
 import { encodeThinking, type ThinkingBlock } from '../../src/anthropic/types.js';
-import type { RewritePolicy } from '../../src/rewrite.js';
+import type { RewritePolicy } from '../../src/chat/rewrite.js';
 
 
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isReasoningRejection } from '../../src/upstream-error.js';
+import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import { ANTHROPIC_REASONING_ERROR_BODY, orphanToolResultBody } from '../support/fake-anthropic.js';
 
 describe('recognising the reasoning rejection on the Anthropic surface', () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { combineBundle, ensureBundle, splitPemCertificates } from '../../src/bundle.js';
+import { combineBundle, ensureBundle, splitPemCertificates } from '../../src/setup/bundle.js';
 
 /** A PEM block with a random body: the bundle works on PEM text, not on parsed certificates. */
 function fakeCert(width = 64, eol = '\n'): string {

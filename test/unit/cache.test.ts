@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache.js';
+import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
-import { openStore, type ReasoningStore } from '../../src/store.js';
+import { openStore, type ReasoningStore } from '../../src/cache/store.js';
 
 const A = 'k:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 const B = 'k:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';

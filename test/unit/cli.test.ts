@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { splitPemCertificates } from '../../src/bundle.js';
+import { splitPemCertificates } from '../../src/setup/bundle.js';
 import { caCommand } from '../../src/cli/ca.js';
 import { envCommand, type CommandIo } from '../../src/cli/env.js';
 import { runChild, runCommand } from '../../src/cli/run.js';
@@ -15,7 +15,7 @@ import { statusCommand } from '../../src/cli/status.js';
 import { parseArgs, resolveConfig } from '../../src/config.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
-import { startProxy } from '../../src/server.js';
+import { startProxy } from '../../src/proxy/server.js';
 
 interface Captured extends CommandIo {
   out: string;

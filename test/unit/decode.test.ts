@@ -2,11 +2,11 @@ import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { body, fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
-import { contentCodings, decodeBody, isEncoded, type Coding } from '../../src/encoding.js';
-import { createDecodingTap, decodingTap } from '../../src/tap/decode.js';
-import type { ResponseTap } from '../../src/tap/fold.js';
-import { createJsonTap } from '../../src/tap/json.js';
-import { createSseTap } from '../../src/tap/sse.js';
+import { contentCodings, decodeBody, isEncoded, type Coding } from '../../src/reasoning/encoding.js';
+import { createDecodingTap, decodingTap } from '../../src/reasoning/tap/decode.js';
+import type { ResponseTap } from '../../src/chat/fold.js';
+import { createJsonTap } from '../../src/reasoning/tap/body.js';
+import { createSseTap } from '../../src/reasoning/tap/sse.js';
 
 const CODINGS: Coding[] = ['gzip', 'deflate', 'br', 'zstd'];
 const MiB = 1024 * 1024;

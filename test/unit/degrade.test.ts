@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { flattenToolExchange, plainPlaceholder, resultText, toolCallPlaceholder } from '../../src/degrade.js';
+import { flattenToolExchange, plainPlaceholder, resultText, toolCallPlaceholder } from '../../src/chat/degrade.js';
 
 const call = (id: string, name: string, args = '{}') => ({ id, type: 'function', function: { name, arguments: args } });
 

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAnthropicJsonTap, createAnthropicSseTap } from '../../src/anthropic/fold.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
-import { learnKeys } from '../../src/match.js';
-import { isReasoningRejection } from '../../src/upstream-error.js';
+import { learnKeys } from '../../src/reasoning/match.js';
+import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import { ANTHROPIC_REASONING_ERROR_BODY, handleAnthropic, type FakeAnthropicOptions, type FakeAnthropicState } from '../support/fake-anthropic.js';
 
 interface Reply {

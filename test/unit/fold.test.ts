@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { fixture, prng, randomSplit } from '../support/unit.js';
 import type { Learned } from '../../src/chat/types.js';
-import { chatTurnIdentity } from '../../src/fingerprint.js';
-import { createStreamFold } from '../../src/tap/fold.js';
-import { createJsonTap } from '../../src/tap/json.js';
-import { createSseTap } from '../../src/tap/sse.js';
+import { chatTurnIdentity } from '../../src/chat/fingerprint.js';
+import { createStreamFold } from '../../src/chat/fold.js';
+import { createJsonTap } from '../../src/reasoning/tap/body.js';
+import { createSseTap } from '../../src/reasoning/tap/sse.js';
 
 
 /** What a fold should learn for `message` (as a client sends it back) with `reasoning`. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isOurHost, parseDomains } from '../../src/hosts.js';
-import { formatHostPort, parseConnectTarget } from '../../src/connect-target.js';
-import { parseConnectTo, resolveDestination } from '../../src/connect-to.js';
+import { isOurHost, parseDomains } from '../../src/net/hosts.js';
+import { formatHostPort, parseConnectTarget } from '../../src/net/connect-target.js';
+import { parseConnectTo, resolveDestination } from '../../src/net/connect-to.js';
 
 describe('host matching', () => {
   const domains = parseDomains('xiaomimimo.com');

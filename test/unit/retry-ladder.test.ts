@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chatEntry, memory } from '../support/unit.js';
-import { retryPolicy } from '../../src/reasoning.js';
-import { rewriteChatRequest } from '../../src/rewrite.js';
+import { retryPolicy } from '../../src/reasoning/exchange.js';
+import { rewriteChatRequest } from '../../src/chat/rewrite.js';
 
 const call = (id: string) => ({ id, type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } });
 const history = (id: string, ask = 'read a.ts') => ({

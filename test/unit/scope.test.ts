@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { credentialScope } from '../../src/scope.js';
+import { credentialScope } from '../../src/reasoning/scope.js';
 
 const KEY = 'sk-测试-0123456789abcdef';
 

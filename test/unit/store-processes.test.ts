@@ -11,10 +11,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_LIMITS } from '../../src/cache.js';
+import { DEFAULT_CACHE_LIMITS } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
-import { openStore, STORE_FILE, type ExpiringReasoningStore } from '../../src/store.js';
+import { openStore, STORE_FILE, type ExpiringReasoningStore } from '../../src/cache/store.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist');
 /** Bounds one answer from a worker; a healthy one answers in milliseconds. */
@@ -80,8 +80,8 @@ function startWorker(): Worker {
   const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--input-type=module', '-e', WORKER], {
     env: {
       ...process.env,
-      STORE_JS: pathToFileURL(path.join(DIST, 'store.js')).href,
-      CACHE_JS: pathToFileURL(path.join(DIST, 'cache.js')).href,
+      STORE_JS: pathToFileURL(path.join(DIST, 'cache', 'store.js')).href,
+      CACHE_JS: pathToFileURL(path.join(DIST, 'cache', 'cache.js')).href,
       LOG_JS: pathToFileURL(path.join(DIST, 'log.js')).href,
     },
     stdio: ['pipe', 'pipe', 'pipe'],

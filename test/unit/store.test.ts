@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache.js';
+import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
-import { openStore, type ExpiringReasoningStore, type ReasoningStore } from '../../src/store.js';
+import { openStore, type ExpiringReasoningStore, type ReasoningStore } from '../../src/cache/store.js';
 
 const SCOPE = 'k:0123456789abcdef0123456789abcdef';
 const CHINESE = '首先，我需要理解用户的问题。「读取文件」意味着调用 read_file 工具；注意 emoji 🤔 和换行\r\n以及全角：，。';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatCommand, LINUX_STORES, planTrust, type TrustFacts } from '../../src/truststore.js';
+import { formatCommand, LINUX_STORES, planTrust, type TrustFacts } from '../../src/setup/truststore.js';
 
 const debian = LINUX_STORES.find((s) => s.name === 'Debian/Ubuntu')!;
 const fedora = LINUX_STORES.find((s) => s.name === 'Fedora/RHEL')!;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isReasoningRejection } from '../../src/upstream-error.js';
+import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 
 const MIMO = '{"error":{"code":"400","message":"Param Incorrect","param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}';
 

@@ -8,9 +8,9 @@
  *   providers send on every piece).
  * Pure and bounded: no I/O; a chunk it cannot trust poisons the fold.
  */
-import type { AssistantMessage, Learned, ToolCall } from '../chat/types.js';
-import { hasReasoning, isRecord } from '../chat/types.js';
-import { chatTurnIdentity } from '../fingerprint.js';
+import type { AssistantMessage, Learned, ToolCall } from './types.js';
+import { hasReasoning, isRecord } from './types.js';
+import { chatTurnIdentity } from './fingerprint.js';
 
 /** A tap on one response body. `end()` -> undefined: incomplete or failed, store nothing. Never throws. */
 export interface ResponseTap {

@@ -15,7 +15,7 @@
  *                teach a model to write tool calls as text.
  * Pure: functions over the parsed request's plain objects.
  */
-import { contentText, hasReasoning, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './chat/types.js';
+import { contentText, hasReasoning, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './types.js';
 
 /** How many distinct tool names a placeholder lists before "and N more". */
 const MAX_NAMED_TOOLS = 4;

@@ -9,9 +9,9 @@
  * decoder is destroyed at once), learns nothing. Never throws, never rejects.
  */
 import type { Transform } from 'node:stream';
-import type { Learned } from '../chat/types.js';
+import type { Learned } from '../../chat/types.js';
 import { createDecoder, type Coding } from '../encoding.js';
-import type { ResponseTap } from './fold.js';
+import type { ResponseTap } from '../../chat/fold.js';
 
 /** A response tap as the exchange drives it: end() may wait for a decoder; abort() drops everything. */
 export interface LearningTap {

@@ -9,8 +9,8 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { LRUCache } from 'lru-cache';
-import type { CertificateAuthority } from './ca/index.js';
-import type { Logger } from './log.js';
+import type { CertificateAuthority } from '../ca/index.js';
+import type { Logger } from '../log.js';
 
 /** Renew a cached context this long before its leaf expires. */
 const RENEW_BEFORE_MS = 30 * 86_400_000;

@@ -8,10 +8,10 @@
  */
 import { rewriteMessagesRequest } from './anthropic/rewrite.js';
 import { createAnthropicJsonTap, createAnthropicSseTap } from './anthropic/fold.js';
-import { rewriteChatRequest, type ReasoningLookup, type RewriteOutcome, type RewritePolicy } from './rewrite.js';
-import type { ResponseTap } from './tap/fold.js';
-import { createJsonTap } from './tap/json.js';
-import { createSseTap } from './tap/sse.js';
+import { rewriteChatRequest, type ReasoningLookup, type RewriteOutcome, type RewritePolicy } from './chat/rewrite.js';
+import type { ResponseTap } from './chat/fold.js';
+import { createJsonTap } from './reasoning/tap/body.js';
+import { createSseTap } from './reasoning/tap/sse.js';
 
 export interface Surface {
   readonly name: 'chat' | 'anthropic';

@@ -4,7 +4,7 @@
  * `api.xiaomimimo.com` is ours, `evilxiaomimimo.com` and
  * `xiaomimimo.com.evil.net` are not. Pure.
  */
-import { MimoProxyError } from './errors.js';
+import { MimoProxyError } from '../errors.js';
 
 /** RFC 1035 labels (letters, digits, hyphens; 1-63 chars), at least two of them. */
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;

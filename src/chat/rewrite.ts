@@ -15,11 +15,11 @@
  * given, so the original bytes go upstream. Pure, and never throws.
  */
 import { isUtf8 } from 'node:buffer';
-import { hasReasoning, isRecord, toolCallsOf } from './chat/types.js';
+import { hasReasoning, isRecord, toolCallsOf } from './types.js';
 import { flattenToolExchange, plainPlaceholder, toolCallPlaceholder } from './degrade.js';
 import { chatContextForm, chatTurnIdentity } from './fingerprint.js';
-import { parseJson } from './json.js';
-import { ContextWindows, lookupKeys, type Learned } from './match.js';
+import { parseJson } from '../reasoning/json.js';
+import { ContextWindows, lookupKeys, type Learned } from '../reasoning/match.js';
 
 export type Degrade = 'placeholder' | 'flatten';
 

@@ -13,16 +13,16 @@
 import http from 'node:http';
 import https from 'node:https';
 import { PassThrough } from 'node:stream';
-import type { Degrade, ProxyConfig } from './config.js';
-import type { ReasoningCache } from './cache.js';
-import type { Logger } from './log.js';
+import type { Degrade, ProxyConfig } from '../config.js';
+import type { ReasoningCache } from '../cache/cache.js';
+import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
-import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
-import type { Counters } from './stats.js';
+import type { RewriteOutcome, RewritePolicy } from '../chat/rewrite.js';
+import type { Counters } from '../stats.js';
 import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
-import type { Surface } from './surface.js';
-import { isReasoningRejection } from './upstream-error.js';
+import type { Surface } from '../dialects.js';
+import { isReasoningRejection } from './rejection.js';
 import { learnKeys, type Learned, type TurnReasoning } from './match.js';
 
 /** An error body larger than this is not MiMo's reasoning 400; it is passed on. */

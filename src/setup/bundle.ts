@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import { PUBLIC_FILE_MODE, replaceFile } from './ca/files.js';
+import { PUBLIC_FILE_MODE, replaceFile } from '../ca/files.js';
 
 /**
  * Bundles are named by their content (`{hash}` is replaced): two shells activated with

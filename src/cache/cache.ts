@@ -24,8 +24,8 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { MimoProxyError } from './errors.js';
-import { silentLogger, type Logger } from './log.js';
+import { MimoProxyError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
 import { sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
 
 export interface CacheLimits {

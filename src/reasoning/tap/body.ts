@@ -4,11 +4,11 @@
  * `choices[i].message` that has reasoning. Past maxBytes, or on a body that is
  * not a successful completion, it stores nothing. Never throws.
  */
-import type { Learned } from '../chat/types.js';
-import { isRecord } from '../chat/types.js';
-import { learnedFrom, type ResponseTap } from './fold.js';
+import type { Learned } from '../../chat/types.js';
+import { isRecord } from '../../chat/types.js';
+import { learnedFrom, type ResponseTap } from '../../chat/fold.js';
 
-export type { ResponseTap } from './fold.js';
+export type { ResponseTap } from '../../chat/fold.js';
 
 /** A body copy past this many bytes is dropped (poisons the tap): bounded memory. */
 export const DEFAULT_MAX_JSON_BYTES = 32 * 1024 * 1024;

@@ -38,8 +38,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { validateCacheLimits, type CacheLimits } from './cache.js';
-import { MimoProxyError } from './errors.js';
-import type { Logger, LogFields } from './log.js';
+import { MimoProxyError } from '../errors.js';
+import type { Logger, LogFields } from '../log.js';
 
 export interface ReasoningStore {
   get(fullKey: string, now: number): string | undefined;

@@ -13,18 +13,18 @@ import type http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { ProxyConfig } from './config.js';
-import { formatHostPort, parseConnectTarget } from './connect-target.js';
-import { resolveDestination } from './connect-to.js';
-import { isEncoded } from './encoding.js';
+import type { ProxyConfig } from '../config.js';
+import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
+import { resolveDestination } from '../net/connect-to.js';
+import { isEncoded } from '../reasoning/encoding.js';
 import { UpstreamProtocolError, type Context } from './engine.js';
 import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
-import { isOurHost } from './hosts.js';
+import { isOurHost } from '../net/hosts.js';
 import type { Interceptor } from './intercept.js';
-import type { Logger } from './log.js';
-import type { ReasoningService, Exchange } from './reasoning.js';
-import { surfaceFor, type Surface } from './surface.js';
-import type { Counters } from './stats.js';
+import type { Logger } from '../log.js';
+import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
+import { surfaceFor, type Surface } from '../dialects.js';
+import type { Counters } from '../stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
 
 export interface Route {

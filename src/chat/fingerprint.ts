@@ -25,9 +25,9 @@
  *                has none: never its reasoning, ids or other fields;
  *   system, developer  not counted (clients rewrite system prompts).
  */
-import { contentText, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './chat/types.js';
-import { canonicalJson } from './json.js';
-import { sha256, type TurnIdentity } from './match.js';
+import { contentText, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './types.js';
+import { canonicalJson } from '../reasoning/json.js';
+import { sha256, type TurnIdentity } from '../reasoning/match.js';
 
 export { canonicalJson };
 

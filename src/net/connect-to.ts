@@ -5,7 +5,7 @@
  * header). An empty HOST or PORT matches any; an empty HOST2 or PORT2 keeps
  * the original. IPv6 literals go in brackets. Pure.
  */
-import { MimoProxyError } from './errors.js';
+import { MimoProxyError } from '../errors.js';
 import { normaliseHost } from './hosts.js';
 
 export interface ConnectToRule {

@@ -6,8 +6,8 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody } from './http-error.js';
-import type { Logger } from './log.js';
-import { formatHostPort } from './connect-target.js';
+import type { Logger } from '../log.js';
+import { formatHostPort } from '../net/connect-target.js';
 
 /** Connecting may take this long before the client gets a 504. */
 export const TUNNEL_CONNECT_TIMEOUT_MS = 30_000;

@@ -10,10 +10,10 @@
  * line longer than maxLineBytes. It never throws: a tap must not break traffic.
  */
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
-import type { Learned } from '../chat/types.js';
-import { createStreamFold, learnedFromChoices, type ResponseTap, type StreamFold } from './fold.js';
+import type { Learned } from '../../chat/types.js';
+import { createStreamFold, learnedFromChoices, type ResponseTap, type StreamFold } from '../../chat/fold.js';
 
-export type { ResponseTap } from './fold.js';
+export type { ResponseTap } from '../../chat/fold.js';
 
 /** One SSE line (or event) past this many bytes poisons the tap instead of growing memory. */
 export const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
