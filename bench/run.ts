@@ -152,6 +152,16 @@ function chatBody(stream = true): string {
   return JSON.stringify({ model: 'mimo-v2.6-pro', stream, messages: [{ role: 'user', content: 'bench' }] });
 }
 
+/** The same request on the Anthropic-compatible endpoint. */
+function messagesBody(stream = true): string {
+  return JSON.stringify({ model: 'mimo-v2.6-pro', max_tokens: 1024, stream, messages: [{ role: 'user', content: 'bench' }] });
+}
+
+/** The body a target's endpoint takes. */
+function bodyFor(target: Target): string {
+  return target.url.includes('/anthropic/') ? messagesBody() : chatBody();
+}
+
 async function sequential(target: Target, count: number, fresh: boolean): Promise<number[]> {
   const ttfbs: number[] = [];
   let agent = target.agent();
@@ -160,7 +170,7 @@ async function sequential(target: Target, count: number, fresh: boolean): Promis
       agent.destroy();
       agent = target.agent();
     }
-    ttfbs.push((await chat(target, agent, chatBody())).ttfb);
+    ttfbs.push((await chat(target, agent, bodyFor(target))).ttfb);
   }
   agent.destroy();
   return ttfbs;
@@ -176,7 +186,7 @@ async function concurrent(target: Target, concurrency: number, total: number): P
     Array.from({ length: concurrency }, async () => {
       while (next < total) {
         next++;
-        const timing = await chat(target, agent, chatBody());
+        const timing = await chat(target, agent, bodyFor(target));
         bytes += timing.bytes;
       }
     }),
@@ -309,6 +319,18 @@ async function main(): Promise<void> {
       row(`proxy CPU per 1,000 requests, ${c} concurrent`, `${round(((cpu1 - cpu0) * 1000) / total)} s`, '', '');
     }
     results.throughput = throughput;
+
+    // 4. The Anthropic-compatible endpoint through the same proxy: warm TTFB and 16 streams.
+    const anthropicUrl = (t: Target): Target => ({ ...t, name: `${t.name} anthropic`, url: t.url.replace('/v1/chat/completions', '/anthropic/v1/messages') });
+    const [directAnthropic, mitmAnthropic] = [anthropicUrl(direct), anthropicUrl(mitm)] as [Target, Target];
+    await sequential(mitmAnthropic, 30, false);
+    const warmDirect = await sequential(directAnthropic, 300, false);
+    const warmMitm = await sequential(mitmAnthropic, 300, false);
+    row('added TTFB warm p50/p99 (mitm, Anthropic endpoint)', `${round(quantile(warmMitm, 0.5) - quantile(warmDirect, 0.5))} / ${round(quantile(warmMitm, 0.99) - quantile(warmDirect, 0.99))} ms`, `direct ${round(quantile(warmDirect, 0.5))} / ${round(quantile(warmDirect, 0.99))} ms`, 'p50 < 2 ms');
+    const dA = await concurrent(directAnthropic, 16, 1000);
+    const mA = await concurrent(mitmAnthropic, 16, 1000);
+    row('throughput, 16 concurrent streams (mitm, Anthropic endpoint)', `${round(1000 / mA.seconds, 0)} req/s = ${round(dA.seconds / mA.seconds)}x direct`, `direct ${round(1000 / dA.seconds, 0)} req/s`, '');
+    results.anthropic = { ttfbWarmMs: { direct: quantile(warmDirect, 0.5), mitm: quantile(warmMitm, 0.5) }, c16: { directRps: round(1000 / dA.seconds), mitmRps: round(1000 / mA.seconds) } };
 
     // 5. First connection to a new subdomain (a certificate is issued) vs a known one.
     const fresh: number[] = [];
