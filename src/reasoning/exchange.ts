@@ -22,11 +22,8 @@ import type { Counters } from '../stats.js';
 import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
 import type { Surface } from '../dialects.js';
-import { isReasoningRejection } from './rejection.js';
+import { isReasoningRejection, MAX_REJECTION_BYTES } from './rejection.js';
 import { learnKeys, type Learned, type TurnReasoning } from './match.js';
-
-/** An error body larger than this is not MiMo's reasoning 400; it is passed on. */
-const MAX_ERROR_PEEK_BYTES = 64 * 1024;
 
 export interface ReasoningServiceOptions {
   config: Pick<ProxyConfig, 'degrade' | 'maxBodyBytes'>;
@@ -203,7 +200,7 @@ export class Exchange {
   async response(res: http.IncomingMessage, retry: (body: Buffer) => Promise<http.IncomingMessage>): Promise<http.IncomingMessage> {
     let final = res;
     if (res.statusCode === 400 && this.original && this.firstBody) {
-      const { head, complete } = await peek(res, MAX_ERROR_PEEK_BYTES);
+      const { head, complete } = await peek(res, MAX_REJECTION_BYTES);
       if (complete && isReasoningRejection(400, head)) {
         const outcome = this.rewrite(this.original, retryPolicy(this.options.config.degrade));
         if (outcome.kind !== 'skipped' && !outcome.body.equals(this.firstBody)) {
