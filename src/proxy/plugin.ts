@@ -9,7 +9,8 @@
  *    surface.ts). Other traffic gets no hooks at all.
  *  - onError: one place that turns failures into JSON answers.
  */
-import type http from 'node:http';
+import http from 'node:http';
+import https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
@@ -23,6 +24,8 @@ import { isOurHost } from '../net/hosts.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
+import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
+import { peek, replay } from './peek.js';
 import { surfaceFor, type Surface } from '../dialects.js';
 import type { Counters } from '../stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
@@ -199,8 +202,7 @@ export function createPlugin(deps: PluginDeps) {
         cb();
         return;
       }
-      exchange
-        .response(response, (retryBody) => sendRetry(ctx, state, retryBody))
+      answer(ctx, state, exchange, response)
         .then(
           (final) => {
             if (final !== response) {
@@ -244,6 +246,22 @@ export function createPlugin(deps: PluginDeps) {
     callback();
   }
 
+  /**
+   * The answer the client gets: upstream's, or, when that is MiMo's reasoning 400 and the
+   * exchange has a stronger rewrite, the answer to that retry (sent once, before the client
+   * sees anything). Bytes read to decide are replayed.
+   */
+  async function answer(ctx: Context, state: RequestState, exchange: Exchange, response: http.IncomingMessage): Promise<http.IncomingMessage> {
+    let final = response;
+    if (exchange.mayRetry(response.statusCode)) {
+      const { head, complete } = await peek(response, MAX_REJECTION_BYTES);
+      const retryBody = complete ? exchange.retryBody(head) : undefined;
+      final = retryBody ? await sendRetry(ctx, state, retryBody) : replay(response, head, complete);
+    }
+    exchange.responseHeaders(final.statusCode, final.headers);
+    return final;
+  }
+
   /** Send the same request again with another body; resolves with the new response. */
   function sendRetry(ctx: Context, state: RequestState, body: Buffer): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
@@ -255,7 +273,7 @@ export function createPlugin(deps: PluginDeps) {
       counters.retries++;
       const headers: Record<string, string> = { ...options.headers, 'content-length': String(body.length) };
       delete headers['transfer-encoding'];
-      const request = reasoning.request(ctx.isSSL, { ...options, headers }, resolve);
+      const request = (ctx.isSSL ? https : http).request({ ...options, headers }, resolve);
       request.on('error', reject);
       // A 101: without an 'upgrade' listener Node drops the socket and the retry never settles.
       request.once('upgrade', (_res: http.IncomingMessage, socket: Duplex) => {

@@ -168,7 +168,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   // open for good. close() below stops it again.
   interceptServer.emit('listening');
   const interceptor = new Interceptor(ca, interceptServer, log, timing.handshakeMs);
-  const reasoning = new ReasoningService({ config, cache, counters, log, agents });
+  const reasoning = new ReasoningService({ config, cache, counters, log });
   const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
   const engine = new Engine(agents, plugin.onError);
   engine.onConnect((req, socket, head) => plugin.onConnect(req, socket, head));
