@@ -1,13 +1,19 @@
 /**
  * The JSON errors the proxy itself answers with, in the OpenAI error shape so
- * that clients show the message instead of choking on a text line.
+ * that clients show the message instead of choking on a text line: as an HTTP
+ * answer, or written whole on a raw socket (CONNECT, requests Node could not parse).
  */
-import type http from 'node:http';
+import http from 'node:http';
 
 export const ERROR_TYPE = 'mimo_proxy_error';
 
 export function errorBody(message: string): string {
   return JSON.stringify({ error: { message, type: ERROR_TYPE } });
+}
+
+/** A 407 must carry the challenge (RFC 9110 11.7.1); --auth takes Basic credentials. */
+function challenge(status: number): Record<string, string> {
+  return status === 407 ? { 'proxy-authenticate': 'Basic realm="mimo-proxy"' } : {};
 }
 
 /** Answer with a JSON error if nothing was sent yet; otherwise cut the response so the client cannot take it for complete. */
@@ -17,8 +23,16 @@ export function sendJsonError(res: http.ServerResponse, status: number, message:
     return;
   }
   const body = errorBody(message);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(status, { ...challenge(status), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(body);
+}
+
+/** A whole HTTP/1.1 error answer for a raw socket, which it closes. */
+export function rawHttpError(status: number, message: string): string {
+  const body = errorBody(message);
+  const headers = { ...challenge(status), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), connection: 'close' };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n${lines.join('')}\r\n${body}`;
 }
 
 export class UpstreamTimeoutError extends Error {

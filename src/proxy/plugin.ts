@@ -1,12 +1,12 @@
 /**
- * The mimo-proxy plugin: the handlers we register on the engine's hooks.
- *  - onConnect: match the CONNECT target; ours are intercepted (TLS
- *    terminated with our CA), everything else is tunnelled untouched.
- *  - onRequest: only requests we routed (intercepted or direct mode) get
- *    per-request hooks: upstream address (--connect-to), verified TLS name,
- *    idle timeout, abort on client hang-up, backpressure, and, for chat
- *    completions and Anthropic messages, the reasoning exchange (reasoning.ts,
- *    surface.ts). Other traffic gets no hooks at all.
+ * The mimo-proxy plugin: what the proxy does with each routed request (routes.ts).
+ *  - onConnect: a CONNECT's route: refused, tunnelled untouched, or
+ *    intercepted (TLS terminated with our CA).
+ *  - onRequest (the engine's hook; the route is on the context): upstream
+ *    address (--connect-to), verified TLS name, idle timeout, abort on client
+ *    hang-up, backpressure, and, for chat completions and Anthropic messages,
+ *    the reasoning exchange (reasoning/exchange.ts, dialects.ts), whose retry
+ *    it sends. Passthrough traffic gets no response hooks at all.
  *  - onError: one place that turns failures into JSON answers.
  */
 import http from 'node:http';
@@ -15,12 +15,10 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { ProxyConfig } from '../config.js';
-import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
-import { resolveDestination } from '../net/connect-to.js';
+import { formatHostPort } from '../net/connect-target.js';
 import { isEncoded } from '../reasoning/encoding.js';
 import { UpstreamProtocolError, type Context } from './engine.js';
-import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
-import { isOurHost } from '../net/hosts.js';
+import { describeUpstreamError, errorBody, rawHttpError, sendJsonError, UpstreamTimeoutError } from './http-error.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
@@ -28,18 +26,11 @@ import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
 import { surfaceFor, type Surface } from '../dialects.js';
 import type { Counters } from '../stats.js';
-import { openTunnel, rawHttpError } from './tunnel.js';
-
-export interface Route {
-  /** intercept: ours via CONNECT; direct: direct mode; passthrough: plain HTTP (any host, forwarded unchanged). */
-  kind: 'intercept' | 'direct' | 'passthrough';
-  /** Name for the Host header and upstream certificate verification. */
-  host: string;
-  port: number;
-}
+import type { ConnectRoute, Relay } from './routes.js';
+import { openTunnel } from './tunnel.js';
 
 interface RequestState {
-  route: Route;
+  route: Relay;
   target: string;
   aborted: boolean;
   exchange: Exchange | undefined;
@@ -49,7 +40,7 @@ interface RequestState {
 }
 
 export interface PluginDeps {
-  config: ProxyConfig;
+  config: Pick<ProxyConfig, 'timeoutMs'>;
   log: Logger;
   counters: Counters;
   interceptor: Interceptor;
@@ -58,28 +49,29 @@ export interface PluginDeps {
 
 export function createPlugin(deps: PluginDeps) {
   const { config, log, counters, interceptor, reasoning } = deps;
-  const routes = new WeakMap<http.IncomingMessage, Route>();
   const states = new WeakMap<Context, RequestState>();
   /** Set while the proxy shuts down: the connections it cuts then are no upstream failures. */
   let closing = false;
 
-  function onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    counters.connects++;
-    const target = parseConnectTarget(req.url);
-    if (!target) {
-      log.info('refused a malformed CONNECT target', { length: req.url?.length ?? 0 });
-      socket.end(rawHttpError(400, 'Bad Request', 'the CONNECT target must be host:port'));
+  function onConnect(route: ConnectRoute, socket: Duplex, head: Buffer): void {
+    if (route.kind === 'refuse') {
+      // Without valid credentials a CONNECT is not served at all, and not counted.
+      if (route.status !== 407) {
+        counters.connects++;
+        log.info('refused a CONNECT', { status: route.status });
+      }
+      socket.end(rawHttpError(route.status, route.message));
       return;
     }
-    if (isIP(target.host) !== 0 || !isOurHost(target.host, config.domains)) {
+    counters.connects++;
+    if (route.kind === 'tunnel') {
       counters.tunnelled++;
-      const dest = resolveDestination(config.connectTo, target.host, target.port);
-      openTunnel(socket, head, dest.host, dest.port, log);
+      openTunnel(socket, head, route.to.host, route.to.port, log);
       return;
     }
     counters.intercepted++;
-    const endpoint = { host: target.host, port: target.port };
-    const accept = (context: tls.SecureContext): void => interceptor.accept(socket, head, endpoint, context);
+    const target = route.endpoint;
+    const accept = (context: tls.SecureContext): void => interceptor.accept(socket, head, target, context);
     let context: tls.SecureContext | Promise<tls.SecureContext>;
     try {
       context = interceptor.contextFor(target.host);
@@ -89,7 +81,7 @@ export function createPlugin(deps: PluginDeps) {
     if (context instanceof Promise) {
       context.then(accept, (err: Error) => {
         log.error('could not issue a certificate', { host: target.host, error: err.message });
-        socket.end(rawHttpError(502, 'Bad Gateway', `mimo-proxy could not issue a certificate for ${target.host}`));
+        socket.end(rawHttpError(502, `mimo-proxy could not issue a certificate for ${target.host}`));
       });
     } else {
       accept(context);
@@ -102,7 +94,7 @@ export function createPlugin(deps: PluginDeps) {
   }
 
   function onRequest(ctx: Context, callback: (err?: Error | null) => void): void {
-    const route = routes.get(ctx.clientToProxyRequest);
+    const route = ctx.route;
     const options = ctx.proxyToServerRequestOptions;
     if (!route || !options) {
       counters.passthroughRequests++;
@@ -115,9 +107,8 @@ export function createPlugin(deps: PluginDeps) {
 
     // Where to connect: from our route, not the Host header (and the library's own parse
     // mangles IPv6 literals); --connect-to applies as in curl.
-    const dest = resolveDestination(config.connectTo, route.host, route.port);
-    options.host = dest.host;
-    options.port = dest.port;
+    options.host = route.to.host;
+    options.port = route.to.port;
     if (route.kind !== 'passthrough') {
       Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
     }
@@ -335,7 +326,7 @@ export function createPlugin(deps: PluginDeps) {
     closing = true;
   };
 
-  return { routes, onConnect, onRequest, onError, shutdown };
+  return { onConnect, onRequest, onError, shutdown };
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;
