@@ -18,23 +18,21 @@ import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { isEncoded } from '../reasoning/encoding.js';
 import { UpstreamProtocolError, type Context } from './engine.js';
-import { describeUpstreamError, errorBody, rawHttpError, sendJsonError, UpstreamTimeoutError } from './http-error.js';
+import { describeUpstreamError, errorEvent, rawHttpError, sendJsonError, UpstreamTimeoutError } from './http-error.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
 import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
-import { surfaceFor, type Surface } from '../dialects.js';
+import { surfaceFor } from '../dialects.js';
 import type { Counters } from '../stats.js';
-import type { ConnectRoute, Relay } from './routes.js';
+import type { ConnectRoute } from './routes.js';
 import { openTunnel } from './tunnel.js';
 
 interface RequestState {
-  route: Relay;
   target: string;
   aborted: boolean;
   exchange: Exchange | undefined;
-  surface: Surface | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
 }
@@ -115,11 +113,9 @@ export function createPlugin(deps: PluginDeps) {
 
     const surface = route.kind === 'passthrough' ? undefined : surfaceFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
-      route,
       target: formatHostPort(route.host, route.port),
       aborted: false,
       exchange: surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface) : undefined,
-      surface,
       upstream: undefined,
     };
     states.set(ctx, state);
@@ -308,15 +304,16 @@ export function createPlugin(deps: PluginDeps) {
     const { status, message } = describeUpstreamError(err as NodeJS.ErrnoException, target);
     log.warn('upstream request failed', { target, kind, code: (err as NodeJS.ErrnoException).code ?? err.name, status });
     state?.exchange?.abort();
+    // The client reads the error shape of the API it addressed (Anthropic's under /anthropic).
+    const shape = ctx.route?.shape ?? 'openai';
     if (!res.headersSent) {
-      sendJsonError(res, status, message);
+      sendJsonError(res, status, message, shape);
     } else if (/text\/event-stream/.test(String(res.getHeader('content-type') ?? ctx.serverToProxyResponse?.headers['content-type'] ?? '')) && !res.writableEnded) {
       // (The library sends headers with writeHead(status, object), which getHeader() does not
       // see, so the upstream's content-type is read too; without it this branch never ran and
       // every mid-stream failure cut the connection instead: hardening test, reset mid-stream.)
-      // Mid-stream: end the stream with an error event the client's SSE parser reports
-      // (Anthropic clients only read events that carry an `event:` name).
-      res.end(state?.surface?.name === 'anthropic' ? anthropicErrorEvent(message) : `data: ${errorBody(message)}\n\n`);
+      // Mid-stream: end the stream with an error event the client's SSE parser reports.
+      res.end(errorEvent(shape, status, message));
     } else {
       res.destroy();
     }
@@ -339,9 +336,4 @@ function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean)
     request.setHeader('content-length', String(body.length));
   }
   request.write(body);
-}
-
-/** An error event in the Anthropic streaming format. */
-function anthropicErrorEvent(message: string): string {
-  return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`;
 }

@@ -8,7 +8,9 @@
  *   absolute-form (http://host/)  passthrough: forwarded unchanged, our hosts too
  *   origin-form (/path)           a local page, or direct mode to --upstream
  * Refused: 400 (a target the proxy cannot use), 404 (no such page or API path), 407
- * (--auth and no valid Proxy-Authorization), 501 (a protocol upgrade).
+ * (--auth and no valid Proxy-Authorization), 501 (a protocol upgrade). Each route also
+ * names the error shape the client reads (the API its target addresses), for the
+ * errors the proxy answers on it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
@@ -17,6 +19,7 @@ import type { ProxyConfig } from '../config.js';
 import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
 import { resolveDestination, type Destination } from '../net/connect-to.js';
 import { isOurHost } from '../net/hosts.js';
+import { errorShapeFor, type ErrorShape } from './http-error.js';
 
 /** What routing reads of a request: Node's IncomingMessage is one. */
 export interface RequestLine {
@@ -30,6 +33,8 @@ export interface Refusal {
   kind: 'refuse';
   status: 400 | 404 | 407 | 501;
   message: string;
+  /** The error shape of the API the client addressed (http-error.ts). */
+  shape: ErrorShape;
 }
 
 export type ConnectRoute =
@@ -50,6 +55,8 @@ export interface Relay {
   to: Destination;
   /** Upstream speaks TLS. */
   tls: boolean;
+  /** The error shape of the API the client addressed, for the errors the proxy answers itself. */
+  shape: ErrorShape;
   /** The request target upstream, when it differs from the client's (direct mode). */
   url?: string | undefined;
   /** The Host header upstream, when it differs from the client's. */
@@ -80,7 +87,7 @@ const LOCAL_PAGES: ReadonlyMap<string, LocalPage> = new Map([
   ['/ca.pem', 'ca'],
 ]);
 
-const refuse = (status: Refusal['status'], message: string): Refusal => ({ kind: 'refuse', status, message });
+const refuse = (status: Refusal['status'], message: string, shape: ErrorShape = 'openai'): Refusal => ({ kind: 'refuse', status, message, shape });
 
 const unbracket = (hostname: string): string => hostname.replace(/^\[|\]$/g, '');
 
@@ -142,12 +149,13 @@ export function createRouter(config: RouterConfig): Router {
   const upstreamTls = config.upstream.protocol === 'https:';
   const upstream = { host: unbracket(config.upstream.hostname), port: Number(config.upstream.port) || (upstreamTls ? 443 : 80) };
 
-  const relay = (kind: Relay['kind'], at: Destination, tls: boolean, rewrite: Pick<Relay, 'url' | 'hostHeader'> = {}): Relay => ({
+  const relay = (kind: Relay['kind'], at: Destination, tls: boolean, shape: ErrorShape, rewrite: Pick<Relay, 'url' | 'hostHeader'> = {}): Relay => ({
     kind,
     host: at.host,
     port: at.port,
     to: resolveDestination(config.connectTo, at.host, at.port),
     tls,
+    shape,
     ...rewrite,
   });
 
@@ -164,11 +172,12 @@ export function createRouter(config: RouterConfig): Router {
 
     request(line, tunnel) {
       const url = line.url ?? '/';
-      if (asksForUpgrade(line.headers)) return refuse(501, UPGRADE_REFUSED);
+      const shape = errorShapeFor(url);
+      if (asksForUpgrade(line.headers)) return refuse(501, UPGRADE_REFUSED, shape);
       if (tunnel) {
         // HTTP/1.0 may leave Host out; the CONNECT target names the host.
         const hostHeader = line.headers.host === undefined ? (tunnel.port === 443 ? tunnel.host : formatHostPort(tunnel.host, tunnel.port)) : undefined;
-        return relay('intercept', tunnel, true, { hostHeader });
+        return relay('intercept', tunnel, true, shape, { hostHeader });
       }
       if (url.startsWith('/')) {
         const pathname = url.split('?')[0] as string;
@@ -179,19 +188,20 @@ export function createRouter(config: RouterConfig): Router {
           return refuse(
             404,
             `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, GET /v1/models. Pages: /, /health, /ca.pem`,
+            shape,
           );
         }
         // Direct mode relays to MiMo: with --auth it needs the credentials too (the local
         // pages above stay open: they are read-only and hold no secret).
-        if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED);
-        return relay('direct', upstream, upstreamTls, { url: upstreamPath, hostHeader: config.upstream.host });
+        if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
+        return relay('direct', upstream, upstreamTls, shape, { url: upstreamPath, hostHeader: config.upstream.host });
       }
-      if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED);
+      if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
       const target = httpTarget(url);
-      if (!target) return refuse(400, 'mimo-proxy forwards http:// URLs; use CONNECT (HTTPS_PROXY) for https');
+      if (!target) return refuse(400, 'mimo-proxy forwards http:// URLs; use CONNECT (HTTPS_PROXY) for https', shape);
       // Plain http:// is forwarded unchanged, to our hosts too (the README says so): only what
       // arrives over an intercepted TLS connection or in direct mode is rewritten.
-      return relay('passthrough', { host: unbracket(target.hostname), port: Number(target.port) || 80 }, false);
+      return relay('passthrough', { host: unbracket(target.hostname), port: Number(target.port) || 80 }, false, shape);
     },
   };
 }

@@ -19,7 +19,7 @@ import { PACKAGE_ROOT, type ProxyConfig } from '../config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from '../errors.js';
 import { formatHostPort } from '../net/connect-target.js';
-import { rawHttpError, sendJsonError } from './http-error.js';
+import { errorShapeFor, rawHttpError, sendJsonError } from './http-error.js';
 import { Interceptor, TLS_HANDSHAKE_TIMEOUT_MS } from './intercept.js';
 import { serveLocal, type StatusReport } from './local.js';
 import type { Logger } from '../log.js';
@@ -172,13 +172,15 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   const guarded =
     (handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      // Taken before the handler: direct mode rewrites the target.
+      const shape = errorShapeFor(req.url);
       try {
         handler(req, res);
       } catch (err) {
         log.error('request failed in the proxy', { code: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
         try {
           if (!res.headersSent) res.statusMessage = '';
-          sendJsonError(res, 502, 'mimo-proxy could not relay this request');
+          sendJsonError(res, 502, 'mimo-proxy could not relay this request', shape);
         } catch {
           res.destroy();
         }
@@ -196,7 +198,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   });
 
   const dispatch = (route: RequestRoute, req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (route.kind === 'refuse') sendJsonError(res, route.status, route.message);
+    if (route.kind === 'refuse') sendJsonError(res, route.status, route.message, route.shape);
     else if (route.kind === 'local') serveLocal(route.page, req, res, status, ca.caPem);
     else engine.handleRequest(route, req, res);
   };

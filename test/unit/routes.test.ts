@@ -60,6 +60,7 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
       port: 443,
       to: { host: '127.0.0.1', port: 9443 },
       tls: true,
+      shape: 'openai',
       url: '/v1/chat/completions',
       hostHeader: 'api.xiaomimimo.com',
     });
@@ -104,6 +105,7 @@ describe('routing a proxy request (absolute-form)', () => {
       port: 80,
       to: { host: '127.0.0.1', port: 9080 },
       tls: false,
+      shape: 'openai',
     });
     expect(r.request(line('GET', 'http://[::1]:8080/x'))).toMatchObject({ kind: 'passthrough', host: '::1', port: 8080, to: { host: '::1', port: 8080 } });
   });
@@ -133,6 +135,7 @@ describe('routing a request inside an intercepted TLS connection', () => {
       port: 443,
       to: { host: '127.0.0.1', port: 9443 },
       tls: true,
+      shape: 'openai',
       hostHeader: undefined,
     });
   });
@@ -157,5 +160,28 @@ describe('protocol upgrades', () => {
   it('are no reason to refuse when only h2c is offered, or Connection does not name the upgrade', () => {
     expect(r.request(line('GET', '/v1/models', { upgrade: 'h2c', connection: 'Upgrade, HTTP2-Settings' })).kind).toBe('direct');
     expect(r.request(line('GET', '/v1/models', { upgrade: 'websocket' })).kind).toBe('direct');
+  });
+});
+
+describe('the error shape a route names', () => {
+  const r = router('--auth', USER_PASS);
+  const ok = { 'proxy-authorization': basic(USER_PASS) };
+  const endpoint = { host: 'api.xiaomimimo.com', port: 443 };
+
+  it("is Anthropic's for targets under /anthropic, in every form, refused or relayed", () => {
+    expect(r.request(line('POST', '/anthropic/v1/messages', ok))).toMatchObject({ kind: 'direct', shape: 'anthropic' });
+    expect(r.request(line('POST', '/anthropic/v1/messages'))).toMatchObject({ kind: 'refuse', status: 407, shape: 'anthropic' });
+    expect(r.request(line('GET', '/anthropic/v1/models'))).toMatchObject({ kind: 'refuse', status: 404, shape: 'anthropic' });
+    expect(r.request(line('POST', '/anthropic/v1/messages/count_tokens?beta=true'), endpoint)).toMatchObject({ kind: 'intercept', shape: 'anthropic' });
+    expect(r.request(line('POST', '/anthropic', { upgrade: 'websocket', connection: 'upgrade' }), endpoint)).toMatchObject({ status: 501, shape: 'anthropic' });
+    expect(r.request(line('POST', 'http://plain.xiaomimimo.com/anthropic/v1/messages', ok))).toMatchObject({ kind: 'passthrough', shape: 'anthropic' });
+  });
+
+  it("is OpenAI's everywhere else", () => {
+    expect(r.request(line('POST', '/v1/chat/completions', ok))).toMatchObject({ kind: 'direct', shape: 'openai' });
+    expect(r.request(line('POST', '/v1/chat/completions'))).toMatchObject({ status: 407, shape: 'openai' });
+    expect(r.request(line('POST', '/anthropicx/v1/messages'))).toMatchObject({ status: 404, shape: 'openai' });
+    expect(r.request(line('POST', '/v1/anthropic/v1/messages'), endpoint)).toMatchObject({ kind: 'intercept', shape: 'openai' });
+    expect(r.connect(line('CONNECT', 'api.xiaomimimo.com:443'))).toMatchObject({ status: 407, shape: 'openai' });
   });
 });
