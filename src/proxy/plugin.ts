@@ -12,7 +12,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type tls from 'node:tls';
 import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
@@ -127,30 +127,19 @@ export function createPlugin(deps: PluginDeps) {
       delete options.headers['expect'];
     }
 
-    // A client that hangs up stops the upstream request: no tokens burnt for nobody.
     const res = ctx.proxyToClientResponse;
     res.once('close', () => {
-      if (res.writableFinished || state.aborted) return;
-      state.aborted = true;
-      counters.clientAborts++;
-      state.upstream?.destroy();
-      ctx.proxyToServerRequest?.destroy();
-      exchange?.abort();
+      if (!res.writableFinished && !state.aborted) clientGone(ctx, state);
     });
 
     ctx.onRequestData((ctx, chunk, cb) => {
       if (ctx.proxyToServerRequest && state.upstream !== ctx.proxyToServerRequest) armTimeout(state, ctx.proxyToServerRequest);
       cb(null, exchange ? exchange.requestData(chunk) : chunk);
       // Backpressure on the request side too (the library's request filter ignores it): the
-      // chunk was just written upstream (the final filter writes inside cb); while upstream's
-      // buffer is full, stop reading the client, or a slow upstream makes the proxy hold the
-      // whole body (hardening test: 100 MB body, slow upstream, rss grew by ~190 MB).
-      const upstream = ctx.proxyToServerRequest;
-      const client = ctx.clientToProxyRequest;
-      if (upstream && upstream.writableNeedDrain && !client.isPaused()) {
-        client.pause();
-        upstream.once('drain', () => client.resume());
-      }
+      // chunk was just written upstream (the final filter writes inside cb); without it a slow
+      // upstream makes the proxy hold the whole body (hardening test: 100 MB body, slow
+      // upstream, rss grew by ~190 MB).
+      if (ctx.proxyToServerRequest) holdBack(ctx.clientToProxyRequest, ctx.proxyToServerRequest);
     });
     ctx.onRequestEnd((ctx, cb) => {
       const request = ctx.proxyToServerRequest;
@@ -181,11 +170,7 @@ export function createPlugin(deps: PluginDeps) {
 
     ctx.onResponse((ctx, cb) => {
       const response = ctx.serverToProxyResponse;
-      if (!response) {
-        cb();
-        return;
-      }
-      if (!exchange) {
+      if (!response || !exchange) {
         cb();
         return;
       }
@@ -213,14 +198,10 @@ export function createPlugin(deps: PluginDeps) {
         .catch((err: unknown) => log.error('response hook failed', { error: (err as Error)?.name ?? 'unknown' }));
     });
 
-    // Backpressure (the library ignores it): pause upstream while the client's buffer is full.
+    // Backpressure (the library ignores it) on the response side.
     ctx.onResponseData((ctx, chunk, cb) => {
       exchange?.responseData(chunk);
-      const upstream = ctx.serverToProxyResponse;
-      if (upstream && res.writableNeedDrain && !upstream.isPaused()) {
-        upstream.pause();
-        res.once('drain', () => upstream.resume());
-      }
+      if (ctx.serverToProxyResponse) holdBack(ctx.serverToProxyResponse, res);
       cb(null, chunk);
     });
     ctx.onResponseEnd((_ctx, cb) => {
@@ -247,6 +228,15 @@ export function createPlugin(deps: PluginDeps) {
     }
     exchange.responseHeaders(final.statusCode, final.headers);
     return final;
+  }
+
+  /** The client hung up or failed mid-exchange: stop upstream too (no tokens burnt for nobody), learn nothing. */
+  function clientGone(ctx: Context, state: RequestState | undefined): void {
+    if (state) state.aborted = true;
+    counters.clientAborts++;
+    state?.upstream?.destroy();
+    ctx.proxyToServerRequest?.destroy();
+    state?.exchange?.abort();
   }
 
   /** Send the same request again with another body; resolves with the new response. */
@@ -284,11 +274,7 @@ export function createPlugin(deps: PluginDeps) {
       return;
     }
     if (kind === 'CLIENT_TO_PROXY_REQUEST_ERROR' || kind === 'PROXY_TO_CLIENT_RESPONSE_ERROR') {
-      // The client went away mid-request: stop upstream too.
-      if (state) state.aborted = true;
-      counters.clientAborts++;
-      state?.upstream?.destroy();
-      ctx.proxyToServerRequest?.destroy();
+      clientGone(ctx, state);
       res.destroy();
       return;
     }
@@ -327,6 +313,14 @@ export function createPlugin(deps: PluginDeps) {
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;
+
+/** While `sink`'s buffer is full, stop reading `source`: the proxy holds at most one buffer of a slow peer's stream. */
+function holdBack(source: Readable, sink: Writable): void {
+  if (sink.writableNeedDrain && !source.isPaused()) {
+    source.pause();
+    sink.once('drain', () => source.resume());
+  }
+}
 
 /** The request body upstream, framed by its length; `identity`: a decoded body, so no Content-Encoding. */
 function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean): void {
