@@ -2,8 +2,11 @@
  * The proxy engine: http-mitm-proxy's Proxy, driven by our own listening
  * socket (server.ts) instead of its `listen()`. This is the only module that
  * imports http-mitm-proxy at run time. We keep its request pipeline and hooks
- * (onConnect, onRequest, onRequestData/End, onResponse, onResponseData/End,
- * onError) and replace the parts ../shared/HTTP-MITM-PROXY.md found wanting:
+ * (onRequest, onRequestData/End, onResponse, onResponseData/End, onError);
+ * each request comes with the route routes.ts chose for it, which the hooks
+ * read on the context (`ctx.route`). CONNECT never reaches the library: its
+ * route hands the socket to intercept.ts or tunnel.ts. We replace the parts
+ * ../shared/HTTP-MITM-PROXY.md found wanting:
  *  - no built-in CA (a 1-year CA, world-readable keys, a key per host): we
  *    never call its listen(), so it never creates one; ca/ makes ours;
  *  - no per-host internal HTTPS servers on 0.0.0.0: intercept.ts terminates
@@ -25,8 +28,10 @@ import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import mitm from 'http-mitm-proxy';
 import type { ErrorCallback, IContext } from 'http-mitm-proxy';
+import type { Relay } from './routes.js';
 
-export type Context = IContext;
+/** The library's context for one exchange, with the route it was relayed by (set before any hook runs). */
+export type Context = IContext & { route?: Relay };
 
 export type ErrorSink = (ctx: Context | null, err: Error, kind: string) => void;
 
@@ -91,6 +96,11 @@ export class Engine extends mitm.Proxy {
   private readonly sink: ErrorSink;
   /** Exchanges ended by a guard: nothing more of them is forwarded. */
   private readonly failed = new WeakSet<Context>();
+  /**
+   * Each request's route, from handleRequest until the library has built its context (the
+   * library takes no data of ours there); _onRequest moves it onto the context.
+   */
+  private readonly routes = new WeakMap<http.IncomingMessage, Relay>();
 
   constructor(agents: { http: http.Agent; https: https.Agent }, sink: ErrorSink) {
     super();
@@ -106,14 +116,12 @@ export class Engine extends mitm.Proxy {
     this.connectRequests = {};
   }
 
-  /** A request that reached our server: absolute-form proxy request (isSSL false) or one from a terminated TLS tunnel / direct mode (isSSL true for an https upstream). */
-  handleRequest(isSSL: boolean, req: http.IncomingMessage, res: http.ServerResponse): void {
-    this._onHttpServerRequest(isSSL, req, res);
-  }
-
-  /** A CONNECT: runs the onConnect hooks; ours takes the socket over (tunnel or intercept) and never calls back. */
-  handleConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    this._onHttpServerConnect(req, socket, head);
+  /** Relays a request as its route says: its target and Host as the route rewrites them, over TLS when upstream speaks it. */
+  handleRequest(route: Relay, req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (route.url !== undefined) req.url = route.url;
+    if (route.hostHeader !== undefined) req.headers.host = route.hostHeader;
+    this.routes.set(req, route);
+    this._onHttpServerRequest(route.tls, req, res);
   }
 
   override _onError(kind: string, ctx: Context | null, err: Error): void {
@@ -147,6 +155,8 @@ export class Engine extends mitm.Proxy {
 
   /** Request headers as the library copied them: hop-by-hop ones dropped before any hook sees them. */
   override _onRequest(ctx: Context, callback: ErrorCallback): void {
+    ctx.route = this.routes.get(ctx.clientToProxyRequest);
+    this.routes.delete(ctx.clientToProxyRequest);
     const options = ctx.proxyToServerRequestOptions;
     if (options) dropHopByHop(options.headers, rawValues(ctx.clientToProxyRequest.rawHeaders, 'connection'));
     this.guard(ctx, 'ON_REQUEST_ERROR', () => super._onRequest(ctx, (err) => this.guard(ctx, 'ON_REQUEST_ERROR', () => callback(err))));

@@ -1,15 +1,11 @@
 /**
- * What the proxy answers itself, for requests addressed to it (origin-form):
+ * The pages the proxy serves itself (routes.ts decides which request gets one):
  *   GET /health   200 {"ok":true,...counters}
  *   GET /         status: HTML for a browser, JSON for Accept: application/json
  *   GET /ca.pem   the CA certificate, to install on another device
- * and direct mode, for clients whose base URL can be edited: chat
- * completions and models under / or /v1 go to --upstream, and Anthropic
- * messages under /anthropic to the upstream host's /anthropic base, through
- * the same hooks as intercepted traffic.
  */
 import type http from 'node:http';
-import { sendJsonError } from './http-error.js';
+import type { LocalPage } from './routes.js';
 
 export interface StatusReport {
   name: 'mimo-proxy';
@@ -22,24 +18,6 @@ export interface StatusReport {
   ca: { path: string; fingerprint256: string; notAfter: string; warning: string | undefined };
   cache: Record<string, number | boolean | string>;
   counters: Record<string, number>;
-}
-
-/** Where a direct-mode request goes: the upstream's base path plus the API path. */
-export function directPath(method: string | undefined, url: string, upstream: URL): string | undefined {
-  const q = url.indexOf('?');
-  const pathname = q === -1 ? url : url.slice(0, q);
-  const query = q === -1 ? '' : url.slice(q);
-  if (/^\/anthropic\/v1\/messages\/?$/.test(pathname)) {
-    // The Anthropic base sits beside the OpenAI one: https://<host>/anthropic next to https://<host>/v1.
-    if (method !== 'POST') return undefined;
-    return upstream.pathname.replace(/\/+$/, '').replace(/\/v1$/, '') + '/anthropic/v1/messages' + query;
-  }
-  const m = /^(?:\/v1)?(\/chat\/completions|\/models(?:\/[A-Za-z0-9._:-]+)?)\/?$/.exec(pathname);
-  if (!m) return undefined;
-  const suffix = m[1] as string;
-  const wanted = suffix === '/chat/completions' ? 'POST' : 'GET';
-  if (method !== wanted) return undefined;
-  return upstream.pathname.replace(/\/+$/, '') + suffix + query;
 }
 
 function escapeHtml(text: string): string {
@@ -66,25 +44,19 @@ function statusHtml(report: StatusReport): string {
 </body></html>`;
 }
 
-/** Serve a local page; false when the request is not one of them (and was not answered). */
-export function serveLocal(req: http.IncomingMessage, res: http.ServerResponse, report: () => StatusReport, caPem: string): boolean {
-  const pathname = (req.url ?? '/').split('?')[0];
-  const get = req.method === 'GET' || req.method === 'HEAD';
-  if (pathname === '/health' && get) {
+/** Serve one of the local pages. */
+export function serveLocal(page: LocalPage, req: http.IncomingMessage, res: http.ServerResponse, report: () => StatusReport, caPem: string): void {
+  if (page === 'health') {
     const r = report();
     sendJson(res, 200, { ok: true, version: r.version, uptimeSeconds: r.uptimeSeconds, cache: r.cache, counters: r.counters });
-    return true;
-  }
-  if (pathname === '/ca.pem' && get) {
+  } else if (page === 'ca') {
     res.writeHead(200, {
       'content-type': 'application/x-pem-file',
       'content-disposition': 'attachment; filename="mimo-proxy-ca.pem"',
       'content-length': Buffer.byteLength(caPem),
     });
     res.end(caPem);
-    return true;
-  }
-  if (pathname === '/' && get) {
+  } else {
     const accept = String(req.headers.accept ?? '');
     if (accept.includes('json') && !accept.includes('text/html')) {
       sendJson(res, 200, report());
@@ -93,15 +65,5 @@ export function serveLocal(req: http.IncomingMessage, res: http.ServerResponse, 
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
       res.end(body);
     }
-    return true;
   }
-  return false;
-}
-
-export function notFound(res: http.ServerResponse, method: string | undefined, pathname: string): void {
-  sendJsonError(
-    res,
-    404,
-    `mimo-proxy has no ${method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, GET /v1/models. Pages: /, /health, /ca.pem`,
-  );
 }

@@ -1,52 +1,44 @@
 /**
- * The mimo-proxy plugin: the handlers we register on the engine's hooks.
- *  - onConnect: match the CONNECT target; ours are intercepted (TLS
- *    terminated with our CA), everything else is tunnelled untouched.
- *  - onRequest: only requests we routed (intercepted or direct mode) get
- *    per-request hooks: upstream address (--connect-to), verified TLS name,
- *    idle timeout, abort on client hang-up, backpressure, and, for chat
- *    completions and Anthropic messages, the reasoning exchange (reasoning.ts,
- *    surface.ts). Other traffic gets no hooks at all.
+ * The mimo-proxy plugin: what the proxy does with each routed request (routes.ts).
+ *  - onConnect: a CONNECT's route: refused, tunnelled untouched, or
+ *    intercepted (TLS terminated with our CA).
+ *  - onRequest (the engine's hook; the route is on the context): upstream
+ *    address (--connect-to), verified TLS name, idle timeout, abort on client
+ *    hang-up, backpressure, and, for chat completions and Anthropic messages,
+ *    the reasoning exchange (reasoning/exchange.ts, dialects.ts), whose retry
+ *    it sends. Passthrough traffic gets no response hooks at all.
  *  - onError: one place that turns failures into JSON answers.
  */
-import type http from 'node:http';
+import http from 'node:http';
+import https from 'node:https';
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type tls from 'node:tls';
 import type { ProxyConfig } from '../config.js';
-import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
-import { resolveDestination } from '../net/connect-to.js';
+import { formatHostPort } from '../net/connect-target.js';
 import { isEncoded } from '../reasoning/encoding.js';
 import { UpstreamProtocolError, type Context } from './engine.js';
-import { describeUpstreamError, errorBody, sendJsonError, UpstreamTimeoutError } from './http-error.js';
-import { isOurHost } from '../net/hosts.js';
+import { describeUpstreamError, errorEvent, rawHttpError, sendJsonError, UpstreamTimeoutError } from './http-error.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
-import { surfaceFor, type Surface } from '../dialects.js';
+import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
+import { peek, replay } from './peek.js';
+import { surfaceFor } from '../dialects.js';
 import type { Counters } from '../stats.js';
-import { openTunnel, rawHttpError } from './tunnel.js';
-
-export interface Route {
-  /** intercept: ours via CONNECT; direct: direct mode; passthrough: plain HTTP (any host, forwarded unchanged). */
-  kind: 'intercept' | 'direct' | 'passthrough';
-  /** Name for the Host header and upstream certificate verification. */
-  host: string;
-  port: number;
-}
+import type { ConnectRoute } from './routes.js';
+import { openTunnel } from './tunnel.js';
 
 interface RequestState {
-  route: Route;
   target: string;
   aborted: boolean;
   exchange: Exchange | undefined;
-  surface: Surface | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
 }
 
 export interface PluginDeps {
-  config: ProxyConfig;
+  config: Pick<ProxyConfig, 'timeoutMs'>;
   log: Logger;
   counters: Counters;
   interceptor: Interceptor;
@@ -55,28 +47,29 @@ export interface PluginDeps {
 
 export function createPlugin(deps: PluginDeps) {
   const { config, log, counters, interceptor, reasoning } = deps;
-  const routes = new WeakMap<http.IncomingMessage, Route>();
   const states = new WeakMap<Context, RequestState>();
   /** Set while the proxy shuts down: the connections it cuts then are no upstream failures. */
   let closing = false;
 
-  function onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    counters.connects++;
-    const target = parseConnectTarget(req.url);
-    if (!target) {
-      log.info('refused a malformed CONNECT target', { length: req.url?.length ?? 0 });
-      socket.end(rawHttpError(400, 'Bad Request', 'the CONNECT target must be host:port'));
+  function onConnect(route: ConnectRoute, socket: Duplex, head: Buffer): void {
+    if (route.kind === 'refuse') {
+      // Without valid credentials a CONNECT is not served at all, and not counted.
+      if (route.status !== 407) {
+        counters.connects++;
+        log.info('refused a CONNECT', { status: route.status });
+      }
+      socket.end(rawHttpError(route.status, route.message));
       return;
     }
-    if (isIP(target.host) !== 0 || !isOurHost(target.host, config.domains)) {
+    counters.connects++;
+    if (route.kind === 'tunnel') {
       counters.tunnelled++;
-      const dest = resolveDestination(config.connectTo, target.host, target.port);
-      openTunnel(socket, head, dest.host, dest.port, log);
+      openTunnel(socket, head, route.to.host, route.to.port, log);
       return;
     }
     counters.intercepted++;
-    const endpoint = { host: target.host, port: target.port };
-    const accept = (context: tls.SecureContext): void => interceptor.accept(socket, head, endpoint, context);
+    const target = route.endpoint;
+    const accept = (context: tls.SecureContext): void => interceptor.accept(socket, head, target, context);
     let context: tls.SecureContext | Promise<tls.SecureContext>;
     try {
       context = interceptor.contextFor(target.host);
@@ -86,7 +79,7 @@ export function createPlugin(deps: PluginDeps) {
     if (context instanceof Promise) {
       context.then(accept, (err: Error) => {
         log.error('could not issue a certificate', { host: target.host, error: err.message });
-        socket.end(rawHttpError(502, 'Bad Gateway', `mimo-proxy could not issue a certificate for ${target.host}`));
+        socket.end(rawHttpError(502, `mimo-proxy could not issue a certificate for ${target.host}`));
       });
     } else {
       accept(context);
@@ -99,7 +92,7 @@ export function createPlugin(deps: PluginDeps) {
   }
 
   function onRequest(ctx: Context, callback: (err?: Error | null) => void): void {
-    const route = routes.get(ctx.clientToProxyRequest);
+    const route = ctx.route;
     const options = ctx.proxyToServerRequestOptions;
     if (!route || !options) {
       counters.passthroughRequests++;
@@ -112,20 +105,17 @@ export function createPlugin(deps: PluginDeps) {
 
     // Where to connect: from our route, not the Host header (and the library's own parse
     // mangles IPv6 literals); --connect-to applies as in curl.
-    const dest = resolveDestination(config.connectTo, route.host, route.port);
-    options.host = dest.host;
-    options.port = dest.port;
+    options.host = route.to.host;
+    options.port = route.to.port;
     if (route.kind !== 'passthrough') {
       Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
     }
 
     const surface = route.kind === 'passthrough' ? undefined : surfaceFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
-      route,
       target: formatHostPort(route.host, route.port),
       aborted: false,
       exchange: surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface) : undefined,
-      surface,
       upstream: undefined,
     };
     states.set(ctx, state);
@@ -137,30 +127,19 @@ export function createPlugin(deps: PluginDeps) {
       delete options.headers['expect'];
     }
 
-    // A client that hangs up stops the upstream request: no tokens burnt for nobody.
     const res = ctx.proxyToClientResponse;
     res.once('close', () => {
-      if (res.writableFinished || state.aborted) return;
-      state.aborted = true;
-      counters.clientAborts++;
-      state.upstream?.destroy();
-      ctx.proxyToServerRequest?.destroy();
-      exchange?.abort();
+      if (!res.writableFinished && !state.aborted) clientGone(ctx, state);
     });
 
     ctx.onRequestData((ctx, chunk, cb) => {
       if (ctx.proxyToServerRequest && state.upstream !== ctx.proxyToServerRequest) armTimeout(state, ctx.proxyToServerRequest);
       cb(null, exchange ? exchange.requestData(chunk) : chunk);
       // Backpressure on the request side too (the library's request filter ignores it): the
-      // chunk was just written upstream (the final filter writes inside cb); while upstream's
-      // buffer is full, stop reading the client, or a slow upstream makes the proxy hold the
-      // whole body (hardening test: 100 MB body, slow upstream, rss grew by ~190 MB).
-      const upstream = ctx.proxyToServerRequest;
-      const client = ctx.clientToProxyRequest;
-      if (upstream && upstream.writableNeedDrain && !client.isPaused()) {
-        client.pause();
-        upstream.once('drain', () => client.resume());
-      }
+      // chunk was just written upstream (the final filter writes inside cb); without it a slow
+      // upstream makes the proxy hold the whole body (hardening test: 100 MB body, slow
+      // upstream, rss grew by ~190 MB).
+      if (ctx.proxyToServerRequest) holdBack(ctx.clientToProxyRequest, ctx.proxyToServerRequest);
     });
     ctx.onRequestEnd((ctx, cb) => {
       const request = ctx.proxyToServerRequest;
@@ -191,16 +170,11 @@ export function createPlugin(deps: PluginDeps) {
 
     ctx.onResponse((ctx, cb) => {
       const response = ctx.serverToProxyResponse;
-      if (!response) {
+      if (!response || !exchange) {
         cb();
         return;
       }
-      if (!exchange) {
-        cb();
-        return;
-      }
-      exchange
-        .response(response, (retryBody) => sendRetry(ctx, state, retryBody))
+      answer(ctx, state, exchange, response)
         .then(
           (final) => {
             if (final !== response) {
@@ -224,14 +198,10 @@ export function createPlugin(deps: PluginDeps) {
         .catch((err: unknown) => log.error('response hook failed', { error: (err as Error)?.name ?? 'unknown' }));
     });
 
-    // Backpressure (the library ignores it): pause upstream while the client's buffer is full.
+    // Backpressure (the library ignores it) on the response side.
     ctx.onResponseData((ctx, chunk, cb) => {
       exchange?.responseData(chunk);
-      const upstream = ctx.serverToProxyResponse;
-      if (upstream && res.writableNeedDrain && !upstream.isPaused()) {
-        upstream.pause();
-        res.once('drain', () => upstream.resume());
-      }
+      if (ctx.serverToProxyResponse) holdBack(ctx.serverToProxyResponse, res);
       cb(null, chunk);
     });
     ctx.onResponseEnd((_ctx, cb) => {
@@ -242,6 +212,31 @@ export function createPlugin(deps: PluginDeps) {
     });
 
     callback();
+  }
+
+  /**
+   * The answer the client gets: upstream's, or, when that is MiMo's reasoning 400 and the
+   * exchange has a stronger rewrite, the answer to that retry (sent once, before the client
+   * sees anything). Bytes read to decide are replayed.
+   */
+  async function answer(ctx: Context, state: RequestState, exchange: Exchange, response: http.IncomingMessage): Promise<http.IncomingMessage> {
+    let final = response;
+    if (exchange.mayRetry(response.statusCode)) {
+      const { head, complete } = await peek(response, MAX_REJECTION_BYTES);
+      const retryBody = complete ? exchange.retryBody(head) : undefined;
+      final = retryBody ? await sendRetry(ctx, state, retryBody) : replay(response, head, complete);
+    }
+    exchange.responseHeaders(final.statusCode, final.headers);
+    return final;
+  }
+
+  /** The client hung up or failed mid-exchange: stop upstream too (no tokens burnt for nobody), learn nothing. */
+  function clientGone(ctx: Context, state: RequestState | undefined): void {
+    if (state) state.aborted = true;
+    counters.clientAborts++;
+    state?.upstream?.destroy();
+    ctx.proxyToServerRequest?.destroy();
+    state?.exchange?.abort();
   }
 
   /** Send the same request again with another body; resolves with the new response. */
@@ -255,7 +250,7 @@ export function createPlugin(deps: PluginDeps) {
       counters.retries++;
       const headers: Record<string, string> = { ...options.headers, 'content-length': String(body.length) };
       delete headers['transfer-encoding'];
-      const request = reasoning.request(ctx.isSSL, { ...options, headers }, resolve);
+      const request = (ctx.isSSL ? https : http).request({ ...options, headers }, resolve);
       request.on('error', reject);
       // A 101: without an 'upgrade' listener Node drops the socket and the retry never settles.
       request.once('upgrade', (_res: http.IncomingMessage, socket: Duplex) => {
@@ -279,11 +274,7 @@ export function createPlugin(deps: PluginDeps) {
       return;
     }
     if (kind === 'CLIENT_TO_PROXY_REQUEST_ERROR' || kind === 'PROXY_TO_CLIENT_RESPONSE_ERROR') {
-      // The client went away mid-request: stop upstream too.
-      if (state) state.aborted = true;
-      counters.clientAborts++;
-      state?.upstream?.destroy();
-      ctx.proxyToServerRequest?.destroy();
+      clientGone(ctx, state);
       res.destroy();
       return;
     }
@@ -299,15 +290,16 @@ export function createPlugin(deps: PluginDeps) {
     const { status, message } = describeUpstreamError(err as NodeJS.ErrnoException, target);
     log.warn('upstream request failed', { target, kind, code: (err as NodeJS.ErrnoException).code ?? err.name, status });
     state?.exchange?.abort();
+    // The client reads the error shape of the API it addressed (Anthropic's under /anthropic).
+    const shape = ctx.route?.shape ?? 'openai';
     if (!res.headersSent) {
-      sendJsonError(res, status, message);
+      sendJsonError(res, status, message, shape);
     } else if (/text\/event-stream/.test(String(res.getHeader('content-type') ?? ctx.serverToProxyResponse?.headers['content-type'] ?? '')) && !res.writableEnded) {
       // (The library sends headers with writeHead(status, object), which getHeader() does not
       // see, so the upstream's content-type is read too; without it this branch never ran and
       // every mid-stream failure cut the connection instead: hardening test, reset mid-stream.)
-      // Mid-stream: end the stream with an error event the client's SSE parser reports
-      // (Anthropic clients only read events that carry an `event:` name).
-      res.end(state?.surface?.name === 'anthropic' ? anthropicErrorEvent(message) : `data: ${errorBody(message)}\n\n`);
+      // Mid-stream: end the stream with an error event the client's SSE parser reports.
+      res.end(errorEvent(shape, status, message));
     } else {
       res.destroy();
     }
@@ -317,10 +309,18 @@ export function createPlugin(deps: PluginDeps) {
     closing = true;
   };
 
-  return { routes, onConnect, onRequest, onError, shutdown };
+  return { onConnect, onRequest, onError, shutdown };
 }
 
 export type Plugin = ReturnType<typeof createPlugin>;
+
+/** While `sink`'s buffer is full, stop reading `source`: the proxy holds at most one buffer of a slow peer's stream. */
+function holdBack(source: Readable, sink: Writable): void {
+  if (sink.writableNeedDrain && !source.isPaused()) {
+    source.pause();
+    sink.once('drain', () => source.resume());
+  }
+}
 
 /** The request body upstream, framed by its length; `identity`: a decoded body, so no Content-Encoding. */
 function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean): void {
@@ -330,9 +330,4 @@ function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean)
     request.setHeader('content-length', String(body.length));
   }
   request.write(body);
-}
-
-/** An error event in the Anthropic streaming format. */
-function anthropicErrorEvent(message: string): string {
-  return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`;
 }

@@ -1,11 +1,12 @@
 /**
  * Assembles a running proxy: our CA, the reasoning cache, the engine with our
- * plugin on its hooks, and the one listening socket that dispatches:
- *   CONNECT                 -> engine onConnect -> intercept (ours) | tunnel
- *   absolute-form request   -> engine pipeline (hooks only for our hosts)
+ * plugin on its hooks, and the one listening socket. Each request is routed
+ * (routes.ts) and dispatched on its route:
+ *   CONNECT                 -> plugin: intercept (ours) | tunnel | refusal
+ *   absolute-form request   -> engine pipeline, passthrough (no response hooks)
  *   origin-form request     -> local pages, or direct mode via the pipeline
+ *   request in an intercepted TLS connection -> engine pipeline, intercept
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -18,15 +19,15 @@ import { PACKAGE_ROOT, type ProxyConfig } from '../config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from '../errors.js';
 import { formatHostPort } from '../net/connect-target.js';
-import { sendJsonError } from './http-error.js';
+import { errorShapeFor, rawHttpError, sendJsonError } from './http-error.js';
 import { Interceptor, TLS_HANDSHAKE_TIMEOUT_MS } from './intercept.js';
-import { directPath, notFound, serveLocal, type StatusReport } from './local.js';
+import { serveLocal, type StatusReport } from './local.js';
 import type { Logger } from '../log.js';
 import { createPlugin } from './plugin.js';
 import { ReasoningService } from '../reasoning/exchange.js';
 import { newCounters, type Counters } from '../stats.js';
 import { openStore } from '../cache/store.js';
-import { rawHttpError } from './tunnel.js';
+import { createRouter, type RequestRoute } from './routes.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -77,18 +78,6 @@ function listen(server: http.Server, host: string, port: number): Promise<number
   });
 }
 
-/** Proxy-Authorization: Basic, compared in constant time. */
-function authChecker(auth: string | undefined): (req: http.IncomingMessage) => boolean {
-  if (auth === undefined) return () => true;
-  const expected = createHash('sha256').update(auth).digest();
-  return (req) => {
-    const header = req.headers['proxy-authorization'] ?? '';
-    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-    const given = createHash('sha256').update(m ? Buffer.from(m[1] as string, 'base64').toString('utf8') : '\0').digest();
-    return timingSafeEqual(given, expected) && m !== null;
-  };
-}
-
 /** Pooled upstream sockets idle this long are closed (servers commonly keep idle connections 60-75 s). */
 const IDLE_SOCKET_MS = 15_000;
 
@@ -114,24 +103,6 @@ export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
   keepAliveMs: 65_000,
   checkEveryMs: 30_000,
 };
-
-/**
- * An upgrade (WebSocket and the like) would need a raw byte relay after the 101, which the
- * request pipeline cannot give: such requests get a 501. `h2c` alone is no reason to refuse:
- * a server may ignore it and answer in HTTP/1.1 (RFC 9113 3.2), which is what happens.
- */
-function asksForUpgrade(req: http.IncomingMessage): boolean {
-  const upgrade = req.headers.upgrade;
-  if (!upgrade) return false;
-  const connection = String(req.headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim());
-  if (!connection.includes('upgrade')) return false;
-  return upgrade.split(',').some((p) => p.trim() !== '' && !/^h2c$/i.test(p.trim()));
-}
-
-const UPGRADE_REFUSED =
-  'mimo-proxy does not relay protocol upgrades (WebSocket and the like) to intercepted hosts, in direct mode or on plain-HTTP proxy requests; HTTPS (wss:// included) to other hosts is tunnelled untouched through CONNECT';
-
-const PROXY_AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="mimo-proxy"\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ';
 
 export async function startProxy(config: ProxyConfig, log: Logger, connectionLimits: Partial<ConnectionLimits> = {}): Promise<RunningProxy> {
   const timing = { ...CONNECTION_LIMITS, ...connectionLimits };
@@ -168,13 +139,12 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   // open for good. close() below stops it again.
   interceptServer.emit('listening');
   const interceptor = new Interceptor(ca, interceptServer, log, timing.handshakeMs);
-  const reasoning = new ReasoningService({ config, cache, counters, log, agents });
+  const reasoning = new ReasoningService({ config, cache, counters, log });
   const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
   const engine = new Engine(agents, plugin.onError);
-  engine.onConnect((req, socket, head) => plugin.onConnect(req, socket, head));
   engine.onRequest(plugin.onRequest);
+  const router = createRouter(config);
 
-  const authorised = authChecker(config.auth);
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket): void => {
     sockets.add(socket);
@@ -183,8 +153,6 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   server.on('connection', track);
   interceptServer.on('connection', track);
 
-  const upstreamIsTls = config.upstream.protocol === 'https:';
-  const upstreamPort = Number(config.upstream.port) || (upstreamIsTls ? 443 : 80);
   let listenUrl = '';
 
   const status = (): StatusReport => ({
@@ -204,13 +172,15 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   const guarded =
     (handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      // Taken before the handler: direct mode rewrites the target.
+      const shape = errorShapeFor(req.url);
       try {
         handler(req, res);
       } catch (err) {
         log.error('request failed in the proxy', { code: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
         try {
           if (!res.headersSent) res.statusMessage = '';
-          sendJsonError(res, 502, 'mimo-proxy could not relay this request');
+          sendJsonError(res, 502, 'mimo-proxy could not relay this request', shape);
         } catch {
           res.destroy();
         }
@@ -220,66 +190,20 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
-      if (!authorised(req)) {
-        const body = '{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}';
-        socket.end(`${PROXY_AUTH_REQUIRED}${body.length}\r\n\r\n${body}`);
-        return;
-      }
-      engine.handleConnect(req, socket, head);
+      plugin.onConnect(router.connect(req), socket, head);
     } catch (err) {
       log.error('CONNECT failed in the proxy', { code: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
       socket.destroy();
     }
   });
 
-  server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (asksForUpgrade(req)) {
-      sendJsonError(res, 501, UPGRADE_REFUSED);
-      return;
-    }
-    const url = req.url ?? '/';
-    if (url.startsWith('/')) {
-      if (serveLocal(req, res, status, ca.caPem)) return;
-      const upstreamPath = directPath(req.method, url, config.upstream);
-      if (upstreamPath === undefined) {
-        notFound(res, req.method, url.split('?')[0] as string);
-        return;
-      }
-      // Direct mode relays to MiMo: with --auth it needs the credentials too (the local
-      // pages above stay open: they are read-only and hold no secret).
-      if (!authorised(req)) {
-        res.writeHead(407, { 'proxy-authenticate': 'Basic realm="mimo-proxy"', 'content-type': 'application/json' });
-        res.end('{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}');
-        return;
-      }
-      req.url = upstreamPath;
-      req.headers.host = config.upstream.host;
-      plugin.routes.set(req, { kind: 'direct', host: config.upstream.hostname.replace(/^\[|\]$/g, ''), port: upstreamPort });
-      engine.handleRequest(upstreamIsTls, req, res);
-      return;
-    }
-    if (!authorised(req)) {
-      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="mimo-proxy"', 'content-type': 'application/json' });
-      res.end('{"error":{"message":"proxy authentication required","type":"mimo_proxy_error"}}');
-      return;
-    }
-    let target: URL | undefined;
-    try {
-      target = new URL(url);
-    } catch {
-      target = undefined;
-    }
-    if (!target || target.protocol !== 'http:') {
-      res.writeHead(400, { 'content-type': 'application/json' });
-      res.end('{"error":{"message":"mimo-proxy forwards http:// URLs; use CONNECT (HTTPS_PROXY) for https","type":"mimo_proxy_error"}}');
-      return;
-    }
-    // Plain http:// is forwarded unchanged, to our hosts too (the README says so): only what
-    // arrives over an intercepted TLS connection or in direct mode is rewritten.
-    const hostname = target.hostname.replace(/^\[|\]$/g, '');
-    plugin.routes.set(req, { kind: 'passthrough', host: hostname, port: Number(target.port) || 80 });
-    engine.handleRequest(false, req, res);
-  }));
+  const dispatch = (route: RequestRoute, req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (route.kind === 'refuse') sendJsonError(res, route.status, route.message, route.shape);
+    else if (route.kind === 'local') serveLocal(route.page, req, res, status, ca.caPem);
+    else engine.handleRequest(route, req, res);
+  };
+
+  server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => dispatch(router.request(req), req, res)));
 
   interceptServer.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
     const endpoint = interceptor.endpoints.get(req.socket);
@@ -287,14 +211,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
       res.destroy();
       return;
     }
-    if (asksForUpgrade(req)) {
-      sendJsonError(res, 501, UPGRADE_REFUSED);
-      return;
-    }
-    // HTTP/1.0 may leave Host out; the CONNECT target names the host.
-    req.headers.host ??= endpoint.port === 443 ? endpoint.host : formatHostPort(endpoint.host, endpoint.port);
-    plugin.routes.set(req, { kind: 'intercept', host: endpoint.host, port: endpoint.port });
-    engine.handleRequest(true, req, res);
+    dispatch(router.request(req, endpoint), req, res);
   }));
 
   const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket | import('node:stream').Duplex): void => {
@@ -304,7 +221,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
       return;
     }
     const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    socket.end(timedOut ? rawHttpError(408, 'Request Timeout', 'mimo-proxy got no complete request in time') : rawHttpError(400, 'Bad Request', 'mimo-proxy could not parse this request'));
+    socket.end(timedOut ? rawHttpError(408, 'mimo-proxy got no complete request in time') : rawHttpError(400, 'mimo-proxy could not parse this request'));
     // The servers allow half-open sockets: without this a peer that never closes its side
     // would keep the socket (and its file descriptor) forever.
     socket.once('finish', () => socket.destroy());

@@ -5,17 +5,12 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { errorBody } from './http-error.js';
+import { rawHttpError } from './http-error.js';
 import type { Logger } from '../log.js';
 import { formatHostPort } from '../net/connect-target.js';
 
 /** Connecting may take this long before the client gets a 504. */
 export const TUNNEL_CONNECT_TIMEOUT_MS = 30_000;
-
-export function rawHttpError(status: number, reason: string, message: string): string {
-  const body = errorBody(message);
-  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
-}
 
 export function openTunnel(client: Duplex, head: Buffer, host: string, port: number, log: Logger, connectTimeoutMs = TUNNEL_CONNECT_TIMEOUT_MS): void {
   const target = formatHostPort(host, port);
@@ -25,7 +20,7 @@ export function openTunnel(client: Duplex, head: Buffer, host: string, port: num
   upstream.setTimeout(connectTimeoutMs, () => {
     if (established) return;
     log.info('tunnel connect timed out', { target });
-    if (client.writable) client.end(rawHttpError(504, 'Gateway Timeout', `could not connect to ${target}: timed out`));
+    if (client.writable) client.end(rawHttpError(504, `could not connect to ${target}: timed out`));
     upstream.destroy();
   });
 
@@ -45,7 +40,7 @@ export function openTunnel(client: Duplex, head: Buffer, host: string, port: num
   upstream.on('error', (err: NodeJS.ErrnoException) => {
     if (!established) {
       log.info('tunnel connect failed', { target, code: err.code });
-      if (client.writable) client.end(rawHttpError(502, 'Bad Gateway', `could not connect to ${target}: ${err.code ?? err.message}`));
+      if (client.writable) client.end(rawHttpError(502, `could not connect to ${target}: ${err.code ?? err.message}`));
     } else {
       log.debug('tunnel closed by upstream error', { target, code: err.code });
       client.destroy();

@@ -3,16 +3,15 @@
  * messages endpoint: surface.ts) through the proxy, from the plugin's side:
  *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
- *   400 reasoning -> retried once with the next stronger strategy, before the
- *                    client sees anything;
+ *   400 reasoning -> described as a retry (the body to send instead, with the
+ *                    next stronger strategy), which the plugin sends once before
+ *                    the client sees anything;
  *   response      -> tapped read-only by the surface's SSE or JSON fold; on a
  *                    complete 200 answer every assistant turn's reasoning is learned.
- * Never throws into live traffic: anything it cannot improve goes upstream as
- * the client sent it.
+ * No I/O: the plugin reads and sends; this decides what. Never throws into live
+ * traffic: anything it cannot improve goes upstream as the client sent it.
  */
-import http from 'node:http';
-import https from 'node:https';
-import { PassThrough } from 'node:stream';
+import type http from 'node:http';
 import type { Degrade, ProxyConfig } from '../config.js';
 import type { ReasoningCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
@@ -25,15 +24,11 @@ import type { Surface } from '../dialects.js';
 import { isReasoningRejection } from './rejection.js';
 import { learnKeys, type Learned, type TurnReasoning } from './match.js';
 
-/** An error body larger than this is not MiMo's reasoning 400; it is passed on. */
-const MAX_ERROR_PEEK_BYTES = 64 * 1024;
-
 export interface ReasoningServiceOptions {
   config: Pick<ProxyConfig, 'degrade' | 'maxBodyBytes'>;
   cache: ReasoningCache;
   counters: Counters;
   log: Logger;
-  agents: { http: http.Agent; https: https.Agent };
 }
 
 /**
@@ -52,10 +47,6 @@ export class ReasoningService {
   exchange(headers: http.IncomingHttpHeaders, surface: Surface): Exchange {
     const scope = credentialScope(headers);
     return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`);
-  }
-
-  request(isSSL: boolean, options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void): http.ClientRequest {
-    return (isSSL ? https : http).request(options, onResponse);
   }
 }
 
@@ -196,42 +187,46 @@ export class Exchange {
   }
 
   /**
-   * The upstream answered. On MiMo's reasoning 400, retry once with a
-   * stronger strategy; otherwise pass the response on (replaying any bytes
-   * read to check it). Sets up the tap on the response the client will get.
+   * Whether an answer with this status may be MiMo's reasoning 400 for a request this exchange
+   * rewrote: then the plugin reads the answer's body (rejection.ts says how much) and asks
+   * retryBody before the client sees anything.
    */
-  async response(res: http.IncomingMessage, retry: (body: Buffer) => Promise<http.IncomingMessage>): Promise<http.IncomingMessage> {
-    let final = res;
-    if (res.statusCode === 400 && this.original && this.firstBody) {
-      const { head, complete } = await peek(res, MAX_ERROR_PEEK_BYTES);
-      if (complete && isReasoningRejection(400, head)) {
-        const outcome = this.rewrite(this.original, retryPolicy(this.options.config.degrade));
-        if (outcome.kind !== 'skipped' && !outcome.body.equals(this.firstBody)) {
-          if (outcome.kind === 'rewritten') this.report('upstream refused the reasoning; retrying with a stronger rewrite', outcome);
-          final = await retry(outcome.body);
-        } else {
-          this.options.log.warn('upstream refused the reasoning and no stronger rewrite exists');
-          final = replay(res, head, complete);
-        }
-      } else {
-        final = replay(res, head, complete);
-      }
+  mayRetry(status: number | undefined): boolean {
+    return status === 400 && this.original !== undefined && this.firstBody !== undefined;
+  }
+
+  /**
+   * The whole body of the upstream's 400: when it is MiMo's reasoning rejection and a stronger
+   * rewrite exists, the body to send upstream once more instead; undefined: the answer goes on
+   * to the client as it came.
+   */
+  retryBody(body: Buffer): Buffer | undefined {
+    if (!this.original || !this.firstBody || !isReasoningRejection(400, body)) return undefined;
+    const outcome = this.rewrite(this.original, retryPolicy(this.options.config.degrade));
+    if (outcome.kind === 'skipped' || outcome.body.equals(this.firstBody)) {
+      this.options.log.warn('upstream refused the reasoning and no stronger rewrite exists');
+      return undefined;
     }
+    if (outcome.kind === 'rewritten') this.report('upstream refused the reasoning; retrying with a stronger rewrite', outcome);
+    return outcome.body;
+  }
+
+  /** The answer the client gets (the first one, or the retry's): sets up the tap on it. */
+  responseHeaders(status: number | undefined, headers: http.IncomingHttpHeaders): void {
     // Memory: the bodies are no longer needed once the answer is chosen.
     this.original = undefined;
     this.firstBody = undefined;
-    if (final.statusCode === 200 && this.context !== undefined) {
-      const type = String(final.headers['content-type'] ?? '');
+    if (status === 200 && this.context !== undefined) {
+      const type = String(headers['content-type'] ?? '');
       const max = this.options.config.maxBodyBytes;
       // A compressed answer is decoded for the tap (tap/decode.ts); an unknown coding is not learned from.
-      const codings = contentCodings(final.headers['content-encoding']);
+      const codings = contentCodings(headers['content-encoding']);
       const onGiveUp = (reason: string): void => this.options.log.debug('compressed answer not learned', { surface: this.surface.name, reason });
       if (codings) {
         if (type.includes('text/event-stream')) this.tap = decodingTap(codings, this.surface.sseTap(), { onGiveUp });
         else if (type.includes('json')) this.tap = decodingTap(codings, this.surface.jsonTap(max), { maxDecodedBytes: max, onGiveUp });
       }
     }
-    return final;
   }
 
   responseData(chunk: Buffer): void {
@@ -264,53 +259,4 @@ export class Exchange {
     this.original = undefined;
     this.firstBody = undefined;
   }
-}
-
-/**
- * Read up to `limit` bytes of a response; `complete` only when it ended cleanly within them.
- * A response that fails or closes early is never taken for a whole one.
- */
-function peek(res: http.IncomingMessage, limit: number): Promise<{ head: Buffer; complete: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const finish = (complete: boolean): void => {
-      if (settled) return;
-      settled = true;
-      res.off('data', onData);
-      res.off('end', onEnd);
-      res.off('error', onBroken);
-      res.off('close', onBroken);
-      res.pause();
-      resolve({ head: Buffer.concat(chunks), complete });
-    };
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) finish(false);
-    };
-    const onEnd = (): void => finish(true);
-    const onBroken = (): void => finish(false);
-    res.on('data', onData);
-    res.once('end', onEnd);
-    res.once('error', onBroken);
-    res.once('close', onBroken);
-    res.resume();
-  });
-}
-
-/** A stand-in for a response whose first bytes were already read: those bytes, then the rest. */
-function replay(res: http.IncomingMessage, head: Buffer, complete: boolean): http.IncomingMessage {
-  const stream = new PassThrough();
-  Object.assign(stream, { statusCode: res.statusCode, statusMessage: res.statusMessage, headers: res.headers, rawHeaders: res.rawHeaders, httpVersion: res.httpVersion });
-  stream.pause();
-  stream.write(head);
-  if (complete) stream.end();
-  else {
-    res.pipe(stream);
-    res.resume();
-  }
-  res.on('error', (err) => stream.destroy(err));
-  return stream as unknown as http.IncomingMessage;
 }

@@ -3,14 +3,18 @@
  * reasoning (MIMO-API.md, "The rule that breaks clients"):
  *   HTTP 400 {"error":{"code":"400","message":"Param Incorrect",
  *     "param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}
- * as plain JSON or SSE-framed (`data: {...}` lines, maybe then `data: [DONE]`)
+ * as plain JSON or SSE-framed (`data: {...}` events, maybe then `data: [DONE]`)
  * when the request was streamed. DeepSeek's wording (same sentence with
  * backticks) and Kimi's ("reasoning_content is missing in assistant tool
  * call message at index N") match too. Pure; never throws.
  */
+import { createParser } from 'eventsource-parser';
 
-/** Only this much of an error body is read: the rejection is a short JSON object. */
-const MAX_INSPECTED_BYTES = 64 * 1024;
+/**
+ * The rejection is a short JSON object: an error body larger than this is not it, so only
+ * this much of one is read (and the rest of the answer is passed on untouched).
+ */
+export const MAX_REJECTION_BYTES = 64 * 1024;
 
 const MENTIONS_REASONING = /reasoning[_\s-]?content/i;
 /** Says it is missing or required, not e.g. "unsupported": a retry cannot help the latter. */
@@ -19,7 +23,7 @@ const SAYS_MISSING = /pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+
 export function isReasoningRejection(status: number, body: Buffer): boolean {
   try {
     if (status !== 400) return false;
-    const text = body.subarray(0, MAX_INSPECTED_BYTES).toString('utf8').trim();
+    const text = body.subarray(0, MAX_REJECTION_BYTES).toString('utf8').trim();
     for (const payload of payloads(text)) {
       // Joined: MiMo puts "Param Incorrect" in message and the sentence in param.
       const said = errorTexts(payload).join(' ');
@@ -31,18 +35,21 @@ export function isReasoningRejection(status: number, body: Buffer): boolean {
   }
 }
 
-/** The JSON values in a body: the whole body, or each SSE `data:` line. */
+/** The JSON values in a body: the whole body, or each SSE event's data (its `data:` lines joined). */
 function payloads(text: string): unknown[] {
   const whole = parse(text);
   if (whole !== undefined) return [whole];
   const found: unknown[] = [];
-  for (const line of text.split(/\r\n|\r|\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const data = line.slice(5).trim();
-    if (data === '' || data === '[DONE]') continue;
-    const value = parse(data);
-    if (value !== undefined) found.push(value);
-  }
+  const parser = createParser({
+    onEvent: (event) => {
+      const data = event.data.trim();
+      if (data === '' || data === '[DONE]') return;
+      const value = parse(data);
+      if (value !== undefined) found.push(value);
+    },
+  });
+  // The end of the body ends its last event too, blank line or not.
+  parser.feed(`${text}\n\n`);
   return found;
 }
 

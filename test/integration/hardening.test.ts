@@ -278,6 +278,14 @@ describe('proxy authentication (--auth)', () => {
     expect(fake.requests.length).toBe(before + 1);
     expect(fake.requests.at(-1)!.headers['proxy-authorization']).toBeUndefined();
     expect(await ask('/health', {})).toBe(200);
+    // On the Anthropic base the 407 comes in Anthropic's error shape, challenge included.
+    const plain = new http.Agent();
+    const anthropic = await request(`${h.proxy.url}/anthropic/v1/messages`, { agent: plain, headers: { 'x-api-key': KEY }, body: '{}' });
+    plain.destroy();
+    expect(anthropic.status).toBe(407);
+    expect(anthropic.headers['proxy-authenticate']).toBe('Basic realm="mimo-proxy"');
+    expect(anthropic.json()).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'proxy authentication required' } });
+    expect(fake.requests.length).toBe(before + 1);
   }, 30_000);
 
   it('refuses to start on a non-loopback address without --auth (OPEN_PROXY), and accepts that address with --auth', async () => {

@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { promisify } from 'node:util';
+import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
@@ -289,5 +290,90 @@ describe('upstream failures become JSON errors', () => {
       await h.stop();
       await fake.close();
     }
+  });
+});
+
+describe("errors the proxy answers itself come in the shape of the API the client addressed", () => {
+  const messages = JSON.stringify({ model: 'mimo-v2.6-pro', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+  const chat = JSON.stringify({ model: 'mimo-v2.6-pro', messages: [{ role: 'user', content: 'hi' }] });
+  let silent: net.Server;
+  let h: Harness;
+  let agent: ConnectAgent;
+
+  beforeAll(async () => {
+    const closed = await freePort();
+    silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    // Direct mode goes to --upstream, api.xiaomimimo.com: refused, like the intercepted requests there.
+    h = await startHarness([
+      '--connect-to', `api.xiaomimimo.com:443:127.0.0.1:${closed}`,
+      '--connect-to', `silent.xiaomimimo.com:443:127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      '--timeout', '500ms',
+      '--no-persist',
+    ]);
+    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+  });
+
+  afterAll(async () => {
+    agent.destroy();
+    await h.stop();
+    silent.close();
+  });
+
+  const anthropicShape = (res: { json(): any }, type: string): void => {
+    expect(res.json()).toEqual({ type: 'error', error: { type, message: expect.any(String) } });
+  };
+
+  it('intercepted: Anthropic errors under /anthropic, OpenAI errors elsewhere, for refused and silent upstreams', async () => {
+    const refused = await request('https://api.xiaomimimo.com/anthropic/v1/messages', { agent, ca: h.proxy.ca.caPem, headers: { 'x-api-key': KEY }, body: messages });
+    expect(refused.status).toBe(502);
+    anthropicShape(refused, 'api_error');
+    expect(refused.json().error.message).toMatch(/refused/);
+
+    const timedOut = await request('https://silent.xiaomimimo.com/anthropic/v1/messages', { agent, ca: h.proxy.ca.caPem, headers: { 'x-api-key': KEY }, body: messages });
+    expect(timedOut.status).toBe(504);
+    anthropicShape(timedOut, 'timeout_error');
+
+    for (const host of ['api', 'silent']) {
+      const openai = await request(`https://${host}.xiaomimimo.com/v1/chat/completions`, { agent, ca: h.proxy.ca.caPem, headers: { authorization: `Bearer ${KEY}` }, body: chat });
+      expect(openai.status, host).toBe(host === 'api' ? 502 : 504);
+      expect(openai.json(), host).toEqual({ error: { message: expect.any(String), type: 'mimo_proxy_error' } });
+    }
+  });
+
+  it('direct mode: Anthropic errors under /anthropic (refused upstream, unknown path, upgrade), OpenAI errors elsewhere', async () => {
+    const plain = new http.Agent();
+    try {
+      const refused = await request(`${h.proxy.url}/anthropic/v1/messages`, { agent: plain, headers: { 'x-api-key': KEY }, body: messages });
+      expect(refused.status).toBe(502);
+      anthropicShape(refused, 'api_error');
+
+      const unknown = await request(`${h.proxy.url}/anthropic/v1/models`, { agent: plain });
+      expect(unknown.status).toBe(404);
+      anthropicShape(unknown, 'not_found_error');
+
+      const upgrade = await request(`${h.proxy.url}/anthropic/v1/messages`, { agent: plain, headers: { upgrade: 'websocket', connection: 'Upgrade' } });
+      expect(upgrade.status).toBe(501);
+      anthropicShape(upgrade, 'api_error');
+
+      const openai = await request(`${h.proxy.url}/v1/chat/completions`, { agent: plain, headers: { authorization: `Bearer ${KEY}` }, body: chat });
+      expect(openai.status).toBe(502);
+      expect(openai.json()).toEqual({ error: { message: expect.any(String), type: 'mimo_proxy_error' } });
+    } finally {
+      plain.destroy();
+    }
+  });
+
+  it('the @anthropic-ai/sdk client reads the error type and message in direct mode', async () => {
+    const client = new Anthropic({ apiKey: KEY, baseURL: `${h.proxy.url}/anthropic`, maxRetries: 0 });
+    const err = await client.messages.create({ model: 'mimo-v2.6-pro', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Anthropic.APIError);
+    const apiError = err as InstanceType<typeof Anthropic.APIError>;
+    expect(apiError.status).toBe(502);
+    expect(apiError.type).toBe('api_error');
+    expect(apiError.apiMessage).toMatch(/could not connect to upstream api\.xiaomimimo\.com:443: connection refused/);
   });
 });

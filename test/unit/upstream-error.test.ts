@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isReasoningRejection } from '../../src/reasoning/rejection.js';
+import { isReasoningRejection, MAX_REJECTION_BYTES } from '../../src/reasoning/rejection.js';
 
 const MIMO = '{"error":{"code":"400","message":"Param Incorrect","param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}';
 
@@ -13,6 +13,29 @@ describe('recognising the reasoning rejection', () => {
     expect(isReasoningRejection(400, Buffer.from(`data: ${MIMO}\n\n`))).toBe(true);
     expect(isReasoningRejection(400, Buffer.from(`data:${MIMO}\r\n\r\ndata: [DONE]\r\n\r\n`))).toBe(true);
     expect(isReasoningRejection(400, Buffer.from(`event: error\ndata: ${MIMO}\n\ndata: [DONE]\n\n`))).toBe(true);
+  });
+
+  it('matches a rejection whose JSON spans several data: lines of one event, with LF, CRLF or CR', () => {
+    const [a, b, c] = ['{"error":{"code":"400",', '"message":"Param Incorrect",', '"param":"The reasoning_content in the thinking mode must be passed back to the API.","type":""}}'];
+    for (const eol of ['\n', '\r\n', '\r']) {
+      const event = `event: error${eol}data: ${a}${eol}data: ${b}${eol}data:${c}${eol}${eol}`;
+      expect(isReasoningRejection(400, Buffer.from(`${event}data: [DONE]${eol}${eol}`)), JSON.stringify(eol)).toBe(true);
+      // The end of the body ends the last event, blank line or not.
+      expect(isReasoningRejection(400, Buffer.from(event.trimEnd())), JSON.stringify(eol)).toBe(true);
+    }
+  });
+
+  it('never joins the data of two events into one payload', () => {
+    const split = 'data: {"error":{"message":"reasoning_content\r\n\r\ndata: must be passed back"}}\r\n\r\n';
+    expect(isReasoningRejection(400, Buffer.from(split))).toBe(false);
+  });
+
+  it(`reads no further than ${MAX_REJECTION_BYTES} bytes of a body`, () => {
+    const event = `data: ${MIMO}\n\n`;
+    const padding = `: ${'x'.repeat(MAX_REJECTION_BYTES - event.length - 3)}\n`;
+    expect(isReasoningRejection(400, Buffer.from(padding + event))).toBe(true);
+    // 16 bytes more: the end of the JSON falls past the limit.
+    expect(isReasoningRejection(400, Buffer.from(`:${'x'.repeat(15)}${padding}${event}`))).toBe(false);
   });
 
   it("matches DeepSeek's and Kimi's wording", () => {
