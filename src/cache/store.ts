@@ -37,9 +37,9 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { validateCacheLimits, type CacheLimits } from './cache.js';
 import { MimoProxyError } from '../errors.js';
 import type { Logger, LogFields } from '../log.js';
+import { assertCheckedLimits, type CacheLimits } from './limits.js';
 
 export interface ReasoningStore {
   get(fullKey: string, now: number): string | undefined;
@@ -533,13 +533,14 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 }
 
 /**
- * Open (or create) `<dir>/reasoning.sqlite`. Throws MimoProxyError
+ * Open (or create) `<dir>/reasoning.sqlite`, bounded by `limits` (checked at
+ * startup by validateCacheLimits). Throws MimoProxyError
  * DATA_DIR_UNWRITABLE when the directory or file cannot be written, and
  * STORE_LOCKED when another process still holds it after the busy timeout;
  * replaces an unusable file (moved aside, one warning) with an empty store.
  */
 export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): ExpiringReasoningStore {
-  validateCacheLimits(limits);
+  assertCheckedLimits(limits);
   const file = path.join(path.resolve(dir), STORE_FILE);
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   const now = options.now ?? Date.now;
