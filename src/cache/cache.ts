@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { silentLogger, type Logger } from '../log.js';
 import { assertCheckedLimits, type CacheLimits } from './limits.js';
-import { sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
+import { describeFailure, sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
 
 export { DEFAULT_CACHE_LIMITS, validateCacheLimits, type CacheLimits } from './limits.js';
 
@@ -47,6 +47,7 @@ export interface CacheStats {
 
 /** A key may move between texts; at most this many keys stay with one text (newest kept). */
 const MAX_KEYS_PER_ENTRY = 256;
+/** Store failures are reported here, for reads and writes alike: one warning a minute, the rest counted. */
 const WARN_INTERVAL_MS = 60_000;
 
 /** The key under one scope; NUL cannot occur in a scope, so scopes never collide. */
@@ -84,6 +85,7 @@ export class ReasoningCache {
   #misses = 0;
   #storeHits = 0;
   #lastWarn = Number.NEGATIVE_INFINITY;
+  #warningsHeldBack = 0;
 
   /** `limits` as validateCacheLimits passed them (at startup). */
   constructor(options: { limits: CacheLimits; store?: ReasoningStore | undefined; log?: Logger; now?: () => number }) {
@@ -211,13 +213,21 @@ export class ReasoningCache {
     for (const full of entry.keys) this.#index.set(full, entryKey);
   }
 
-  /** Store trouble never reaches traffic: one warning a minute, counts only. */
+  /**
+   * Store trouble never reaches traffic: the store throws, memory carries on, and this is the
+   * one place that says so (no keys, no text; one line a minute, with a count of the rest).
+   */
   #warn(kind: 'read' | 'write', err: unknown): void {
     const t = Date.now();
-    if (t - this.#lastWarn < WARN_INTERVAL_MS) return;
+    if (t - this.#lastWarn < WARN_INTERVAL_MS) {
+      this.#warningsHeldBack++;
+      return;
+    }
+    const suppressed = this.#warningsHeldBack > 0 ? this.#warningsHeldBack : undefined;
     this.#lastWarn = t;
-    const code = (err as { code?: unknown } | null)?.code;
-    this.#log.warn(`reasoning store ${kind} failed; serving from memory`, { error: typeof code === 'string' ? code : 'error' });
+    this.#warningsHeldBack = 0;
+    const outcome = kind === 'read' ? 'serving from memory' : 'keeping it in memory only';
+    this.#log.warn(`reasoning store ${kind} failed; ${outcome}`, { file: this.#store?.path, error: describeFailure(err), suppressed });
   }
 
   stats(): CacheStats {
