@@ -7,8 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
 import { MimoProxyError } from '../errors.js';
+import { isCoveredBy } from '../net/hosts.js';
 import { describeIoError, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, readIfExists, tightenKeyFile, unwritableError, writeNewFile } from './files.js';
-import { decodePermittedDomains, encodeNameConstraints, isCoveredBy, NAME_CONSTRAINTS_OID } from './name-constraints.js';
+import { decodePermittedDomains, encodeNameConstraints, NAME_CONSTRAINTS_OID } from './name-constraints.js';
 
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';

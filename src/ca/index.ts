@@ -4,10 +4,12 @@
  * we intercept, signed on demand and cached in memory and on disk.
  */
 import { promises as fs } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { MimoProxyError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { isCoveredBy, isDnsName, normaliseHost } from '../net/hosts.js';
 import { CA_KEY_FILE, DAY_MS, loadOrCreateAuthority, type Authority } from './authority.js';
 import { ensurePrivateDir, errnoCode, replaceFile, unwritableError, PUBLIC_FILE_MODE } from './files.js';
 import {
@@ -17,13 +19,10 @@ import {
   issueLeaf,
   loadOrCreateLeafKey,
   needsRenewal,
-  parseHostname,
   RENEW_BEFORE_MS,
-  type HostName,
   type LeafCertificate,
   type LeafKey,
 } from './leaf.js';
-import { isCoveredBy, isDnsName } from './name-constraints.js';
 
 export type { LeafCertificate } from './leaf.js';
 
@@ -65,7 +64,7 @@ function normaliseDomains(domains: readonly string[]): string[] {
   }
   const out: string[] = [];
   for (const raw of domains) {
-    const domain = raw.toLowerCase().replace(/\.$/, '');
+    const domain = normaliseHost(raw);
     if (!isDnsName(domain)) {
       throw new MimoProxyError('CA_DOMAINS', `${JSON.stringify(raw)} is not a DNS domain`, 'pass domains like xiaomimimo.com (letters, digits, dots and dashes)');
     }
@@ -142,26 +141,28 @@ function createLeafSource(
   // One entry per host being signed right now, removed when it settles.
   const pending = new Map<string, Promise<LeafCertificate>>();
 
-  async function fromDiskOrNew(host: HostName, now: Date): Promise<LeafCertificate> {
-    const file = hostFilePath(dir, host);
+  async function fromDiskOrNew(name: string, now: Date): Promise<LeafCertificate> {
+    const file = hostFilePath(dir, name);
     const stored = await readLeafFile(file);
-    const usable = stored === undefined ? undefined : checkLeaf(stored, host, authority, leafKey, now);
+    const usable = stored === undefined ? undefined : checkLeaf(stored, name, authority, leafKey, now);
     if (usable !== undefined) return usable;
 
-    const leaf = issueLeaf(host, authority, leafKey, now);
+    const leaf = issueLeaf(name, authority, leafKey, now);
     try {
       await ensurePrivateDir(path.join(dir, HOSTS_DIR));
       await replaceFile(file, leaf.certPem, PUBLIC_FILE_MODE);
     } catch (error) {
       // The disk copy only saves a signature at the next start: serve the leaf anyway.
-      logger.warn('could not cache a leaf certificate on disk', { host: host.name, code: errnoCode(error) ?? 'unknown' });
+      logger.warn('could not cache a leaf certificate on disk', { host: name, code: errnoCode(error) ?? 'unknown' });
     }
     return leaf;
   }
 
-  return async (hostname: string): Promise<LeafCertificate> => {
-    const host = parseHostname(hostname);
-    if (host === undefined) {
+  /** The canonical name for hostname, or the reason the CA will not vouch for it. */
+  function permittedName(hostname: string): string {
+    const name = normaliseHost(hostname);
+    const ip = isIP(name) !== 0;
+    if (!ip && !isDnsName(name)) {
       throw new MimoProxyError(
         'CA_HOSTNAME',
         `cannot make a certificate for ${JSON.stringify(hostname.slice(0, 100))}: not a DNS name or IP address`,
@@ -169,26 +170,31 @@ function createLeafSource(
       );
     }
     // The CA's name constraints would make any client reject such a leaf: say so here instead.
-    if (host.ip || !isCoveredBy(host.name, authority.permittedDomains)) {
+    if (ip || !isCoveredBy(name, authority.permittedDomains)) {
       throw new MimoProxyError(
         'CA_HOST_NOT_PERMITTED',
-        `${host.name} is outside the CA's permitted domains (${authority.permittedDomains.join(', ')})`,
+        `${name} is outside the CA's permitted domains (${authority.permittedDomains.join(', ')})`,
         'intercept only hosts under the configured domains and tunnel the rest',
       );
     }
+    return name;
+  }
+
+  return async (hostname: string): Promise<LeafCertificate> => {
+    const name = permittedName(hostname);
     const now = clock();
-    const cached = memory.get(host.name);
+    const cached = memory.get(name);
     if (cached !== undefined && !needsRenewal(cached.notAfter, now, authority.notAfter)) return cached;
-    const running = pending.get(host.name);
+    const running = pending.get(name);
     if (running !== undefined) return running;
 
-    const job = fromDiskOrNew(host, now)
+    const job = fromDiskOrNew(name, now)
       .then((leaf) => {
-        memory.set(host.name, leaf);
+        memory.set(name, leaf);
         return leaf;
       })
-      .finally(() => pending.delete(host.name));
-    pending.set(host.name, job);
+      .finally(() => pending.delete(name));
+    pending.set(name, job);
     return job;
   };
 }

@@ -8,7 +8,8 @@
  *   GeneralSubtree  ::= SEQUENCE { base GeneralName, ... }
  *   dNSName         ::= [2] IMPLICIT IA5String
  *
- * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain.
+ * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain (the matching
+ * rule is net/hosts.ts isCoveredBy).
  * IP addresses are excluded outright (excludedSubtrees [1] with iPAddress 0.0.0.0/0 and ::/0):
  * the proxy never intercepts an IP literal (it tunnels them), so a leaked key must not be able
  * to vouch for one either.
@@ -61,34 +62,4 @@ export function decodePermittedDomains(der: string): string[] {
     }
   }
   return domains;
-}
-
-/**
- * Whether a DNS name lies inside a permitted subtree: equal to it or a subdomain of it, on a
- * label boundary ("evilxiaomimimo.com" is not under "xiaomimimo.com"). A subtree written with
- * a leading dot (".example.com", OpenSSL's reading) covers subdomains only.
- */
-export function isCoveredBy(name: string, permitted: readonly string[]): boolean {
-  const host = name.toLowerCase();
-  return permitted.some((domain) => {
-    const base = domain.toLowerCase();
-    if (base.startsWith('.')) return host.endsWith(base);
-    return host === base || host.endsWith(`.${base}`);
-  });
-}
-
-const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-/** RFC 1035 §2.3.4: at most 253 characters in text form. */
-const MAX_DNS_NAME_LENGTH = 253;
-
-/**
- * A lower-case LDH DNS name (letters, digits, dashes; dots between non-empty labels). Nothing
- * else passes, so such a name is safe as a file name: no slashes, no "..", no leading dot.
- * A last label of digits only is refused: it would read as a (malformed) IPv4 address.
- */
-export function isDnsName(name: string): boolean {
-  if (name.length === 0 || name.length > MAX_DNS_NAME_LENGTH) return false;
-  const labels = name.split('.');
-  if (!labels.every((label) => DNS_LABEL.test(label))) return false;
-  return !/^[0-9]+$/.test(labels[labels.length - 1] ?? '');
 }

@@ -9,8 +9,9 @@ import tls from 'node:tls';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCa, type CertificateAuthority, type LeafCertificate } from '../../src/ca/index.js';
-import { decodePermittedDomains, encodeNameConstraints, isCoveredBy } from '../../src/ca/name-constraints.js';
+import { decodePermittedDomains, encodeNameConstraints } from '../../src/ca/name-constraints.js';
 import { MimoProxyError } from '../../src/errors.js';
+import { isCoveredBy } from '../../src/net/hosts.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const DOMAINS = ['xiaomimimo.com'];
