@@ -91,6 +91,12 @@ export function signCertificate(cert: forge.pki.Certificate, privateKey: KeyObje
   cert.sign(signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
 }
 
+/** PEM with LF line ends, as OpenSSL and Node write it (forge's own PEM has CRLF). */
+export function certificatePem(cert: forge.pki.Certificate): string {
+  const der = forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes();
+  return new X509Certificate(Buffer.from(der, 'binary')).toString();
+}
+
 /** "mimo-proxy CA (<machine>)": tells users in their trust store where this CA came from. */
 function caCommonName(): string {
   const prefix = 'mimo-proxy CA (';
@@ -123,7 +129,7 @@ function buildCaCertificate(keys: RsaKeyPair, privateKey: KeyObject, domains: re
     { id: NAME_CONSTRAINTS_OID, critical: true, value: encodeNameConstraints(domains) },
   ]);
   signCertificate(cert, privateKey);
-  return forge.pki.certificateToPem(cert);
+  return certificatePem(cert);
 }
 
 function corrupt(certPath: string, keyPath: string, problem: string, cause?: unknown): MimoProxyError {

@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import forge from 'node-forge';
-import { BACKDATE_MS, DAY_MS, generateRsaKeyPair, randomSerialHex, signCertificate, type Authority } from './authority.js';
+import { BACKDATE_MS, certificatePem, DAY_MS, generateRsaKeyPair, randomSerialHex, signCertificate, type Authority } from './authority.js';
 import { PRIVATE_FILE_MODE, readIfExists, replaceFile, tightenKeyFile, unwritableError, writeNewFile } from './files.js';
 
 export const LEAF_KEY_FILE = 'leaf-key.pem';
@@ -110,7 +110,7 @@ export function issueLeaf(name: string, authority: Authority, leafKey: LeafKey, 
     { name: 'authorityKeyIdentifier', keyIdentifier: authority.keyIdentifier },
   ]);
   signCertificate(cert, authority.privateKey);
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: leafKey.keyPem, notAfter };
+  return { certPem: certificatePem(cert), keyPem: leafKey.keyPem, notAfter };
 }
 
 /**

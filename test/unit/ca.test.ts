@@ -361,6 +361,34 @@ describe('leaf certificates', () => {
   });
 });
 
+describe('PEM files', () => {
+  it('are written with LF line ends', async () => {
+    const leaf = await ca.leafFor('lf.xiaomimimo.com');
+    for (const text of [ca.caPem, leaf.certPem, leaf.keyPem, await fs.readFile(path.join(certsDir, 'hosts', 'lf.xiaomimimo.com.pem'), 'utf8')]) {
+      expect(text).not.toContain('\r');
+      expect(text).toMatch(/^-----BEGIN [A-Z ]+-----\n[\s\S]+\n-----END [A-Z ]+-----\n$/);
+    }
+    expect(await fs.readFile(path.join(certsDir, 'ca-key.pem'), 'utf8')).not.toContain('\r');
+  });
+
+  it('written with CRLF by earlier versions still load, and a CRLF leaf is served as it is', async () => {
+    const dir = path.join(root, 'crlf');
+    await fs.mkdir(path.join(dir, 'hosts'), { recursive: true, mode: 0o700 });
+    const leaf = await ca.leafFor('api.xiaomimimo.com');
+    const crlf = (text: string): string => text.replace(/\r?\n/g, '\r\n');
+    for (const name of ['ca.pem', 'ca-key.pem', 'leaf-key.pem']) {
+      await fs.writeFile(path.join(dir, name), crlf(await fs.readFile(path.join(certsDir, name), 'utf8')), { mode: 0o600 });
+    }
+    await fs.writeFile(path.join(dir, 'hosts', 'api.xiaomimimo.com.pem'), crlf(leaf.certPem));
+    const loaded = await loadOrCreateCa({ dir, domains: DOMAINS });
+    expect(loaded.fingerprint256).toBe(ca.fingerprint256);
+    expect(loaded.permittedDomains).toEqual(DOMAINS);
+    expect(loaded.caPem).toBe(crlf(ca.caPem));
+    expect((await loaded.leafFor('api.xiaomimimo.com')).certPem).toBe(crlf(leaf.certPem));
+    expect(new X509Certificate((await loaded.leafFor('new.xiaomimimo.com')).certPem).checkIssued(new X509Certificate(ca.caPem))).toBe(true);
+  });
+});
+
 describe('name constraints hold against real clients', () => {
   let good: LeafCertificate;
   let rogue: LeafCertificate;
