@@ -14,9 +14,9 @@ import { CA_KEY_FILE, DAY_MS, loadOrCreateAuthority, type Authority } from './au
 import { ensurePrivateDir, errnoCode, replaceFile, unwritableError, PUBLIC_FILE_MODE } from './files.js';
 import {
   checkLeaf,
+  createLeafIssuer,
   HOSTS_DIR,
   hostFilePath,
-  issueLeaf,
   loadOrCreateLeafKey,
   needsRenewal,
   RENEW_BEFORE_MS,
@@ -140,6 +140,7 @@ function createLeafSource(
   const memory = new LRUCache<string, LeafCertificate>({ max: MAX_LEAVES_IN_MEMORY });
   // One entry per host being signed right now, removed when it settles.
   const pending = new Map<string, Promise<LeafCertificate>>();
+  const issue = createLeafIssuer(authority, leafKey);
 
   async function fromDiskOrNew(name: string, now: Date): Promise<LeafCertificate> {
     const file = hostFilePath(dir, name);
@@ -147,7 +148,7 @@ function createLeafSource(
     const usable = stored === undefined ? undefined : checkLeaf(stored, name, authority, leafKey, now);
     if (usable !== undefined) return usable;
 
-    const leaf = issueLeaf(name, authority, leafKey, now);
+    const leaf = await issue(name, now);
     try {
       await ensurePrivateDir(path.join(dir, HOSTS_DIR));
       await replaceFile(file, leaf.certPem, PUBLIC_FILE_MODE);

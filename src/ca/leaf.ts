@@ -4,9 +4,10 @@
  */
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import path from 'node:path';
-import forge from 'node-forge';
-import { BACKDATE_MS, certificatePem, DAY_MS, generateRsaKeyPair, randomSerialHex, signCertificate, type Authority } from './authority.js';
+import type * as ForgeTypes from 'node-forge';
+import { BACKDATE_MS, DAY_MS, generateRsaKeyPair, randomSerialHex, type Authority } from './authority.js';
 import { PRIVATE_FILE_MODE, readIfExists, replaceFile, tightenKeyFile, unwritableError, writeNewFile } from './files.js';
+import { certificatePem, loadForge, signCertificate, type Forge } from './forge.js';
 
 export const LEAF_KEY_FILE = 'leaf-key.pem';
 export const HOSTS_DIR = 'hosts';
@@ -33,24 +34,29 @@ export function hostFilePath(dir: string, name: string): string {
 }
 
 /**
- * True when a leaf ending at `notAfter` should be replaced: under 30 days left, unless a new
- * leaf would end no later (leaves never outlive the CA, so near the CA's end this would
- * re-sign on every call).
+ * Milliseconds until a leaf ending at `notAfter` should be replaced: 30 days before its end;
+ * Infinity when a new leaf would end no later (leaves never outlive the CA, so near the CA's
+ * end renewing would re-sign on every call).
  */
+export function timeUntilRenewal(notAfter: Date, now: Date, caNotAfter: Date): number {
+  if (notAfter.getTime() >= caNotAfter.getTime()) return Number.POSITIVE_INFINITY;
+  return notAfter.getTime() - RENEW_BEFORE_MS - now.getTime();
+}
+
 export function needsRenewal(notAfter: Date, now: Date, caNotAfter: Date): boolean {
-  return notAfter.getTime() - now.getTime() < RENEW_BEFORE_MS && notAfter.getTime() < caNotAfter.getTime();
+  return timeUntilRenewal(notAfter, now, caNotAfter) < 0;
 }
 
 export interface LeafKey {
   readonly keyPem: string;
   readonly publicKey: KeyObject;
-  readonly forgePublicKey: forge.pki.PublicKey;
 }
 
 function parseLeafKey(keyPem: string): LeafKey {
   const publicKey = createPublicKey(createPrivateKey(keyPem));
-  const spkiPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  return { keyPem, publicKey, forgePublicKey: forge.pki.publicKeyFromPem(spkiPem) };
+  // Leaves carry an RSA key (forge builds them); a key of another type is replaced like an unreadable one.
+  if (publicKey.asymmetricKeyType !== 'rsa') throw new Error(`${LEAF_KEY_FILE} is not an RSA key`);
+  return { keyPem, publicKey };
 }
 
 /**
@@ -90,16 +96,37 @@ function wholeSeconds(ms: number): Date {
   return new Date(Math.floor(ms / 1000) * 1000);
 }
 
+/** What signing needs in forge's terms, made once (on the first leaf a process signs). */
+interface Signing {
+  readonly forge: Forge;
+  /** The CA's subject, copied into each leaf's issuer field. */
+  readonly issuer: ForgeTypes.pki.CertificateField[];
+  /** The CA's subjectKeyIdentifier (binary string): each leaf's authorityKeyIdentifier. */
+  readonly keyIdentifier: string;
+  readonly leafPublicKey: ForgeTypes.pki.PublicKey;
+}
+
+async function prepareSigning(authority: Authority, leafKey: LeafKey): Promise<Signing> {
+  const forge = await loadForge();
+  const ca = forge.pki.certificateFromPem(authority.certPem);
+  const ski = ca.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+  const keyIdentifier =
+    ski?.subjectKeyIdentifier !== undefined ? forge.util.hexToBytes(ski.subjectKeyIdentifier) : ca.generateSubjectKeyIdentifier().getBytes();
+  const spkiPem = leafKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  return { forge, issuer: ca.subject.attributes, keyIdentifier, leafPublicKey: forge.pki.publicKeyFromPem(spkiPem) };
+}
+
 /** Signs a new leaf for the DNS name `name`, valid from a day ago for 397 days (never past the CA's end). */
-export function issueLeaf(name: string, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate {
+function issueLeaf(signing: Signing, name: string, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate {
+  const { forge } = signing;
   const cert = forge.pki.createCertificate();
-  cert.publicKey = leafKey.forgePublicKey;
+  cert.publicKey = signing.leafPublicKey;
   cert.serialNumber = randomSerialHex();
   const notAfter = wholeSeconds(Math.min(now.getTime() + LEAF_VALIDITY_DAYS * DAY_MS, authority.notAfter.getTime()));
   cert.validity.notBefore = wholeSeconds(now.getTime() - BACKDATE_MS);
   cert.validity.notAfter = notAfter;
   cert.setSubject([{ name: 'commonName', value: name }]);
-  cert.setIssuer(authority.cert.subject.attributes);
+  cert.setIssuer(signing.issuer);
   cert.setExtensions([
     { name: 'basicConstraints', critical: true, cA: false },
     { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
@@ -107,10 +134,22 @@ export function issueLeaf(name: string, authority: Authority, leafKey: LeafKey, 
     // Clients match the SAN, not the CN (RFC 6125; Chrome ignores the CN entirely).
     { name: 'subjectAltName', altNames: [{ type: 2, value: name }] },
     { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: authority.keyIdentifier },
+    { name: 'authorityKeyIdentifier', keyIdentifier: signing.keyIdentifier },
   ]);
-  signCertificate(cert, authority.privateKey);
-  return { certPem: certificatePem(cert), keyPem: leafKey.keyPem, notAfter };
+  signCertificate(forge, cert, authority.privateKey);
+  return { certPem: certificatePem(forge, cert), keyPem: leafKey.keyPem, notAfter };
+}
+
+/** Signs leaves for DNS names; forge is loaded, and the CA read in its terms, on the first one. */
+export function createLeafIssuer(authority: Authority, leafKey: LeafKey): (name: string, now: Date) => Promise<LeafCertificate> {
+  let signing: Promise<Signing> | undefined;
+  return async (name, now) => {
+    signing ??= prepareSigning(authority, leafKey).catch((error: unknown) => {
+      signing = undefined; // Try again with the next leaf rather than remember a failure.
+      throw error;
+    });
+    return issueLeaf(await signing, name, authority, leafKey, now);
+  };
 }
 
 /**

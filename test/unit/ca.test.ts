@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import https from 'node:https';
@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCa, type CertificateAuthority, type LeafCertificate } from '../../src/ca/index.js';
@@ -211,7 +212,7 @@ describe('the CA certificate', () => {
       value: string;
     };
     expect(constraints.critical).toBe(true);
-    expect(decodePermittedDomains(constraints.value)).toEqual(DOMAINS);
+    expect(decodePermittedDomains(Buffer.from(constraints.value, 'binary'))).toEqual(DOMAINS);
     expect(ca.permittedDomains).toEqual(DOMAINS);
     const text = await run('openssl', ['x509', '-noout', '-text', '-in', ca.caCertPath]);
     expect(text.output).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:xiaomimimo\.com\s/);
@@ -386,6 +387,35 @@ describe('PEM files', () => {
     expect(loaded.caPem).toBe(crlf(ca.caPem));
     expect((await loaded.leafFor('api.xiaomimimo.com')).certPem).toBe(crlf(leaf.certPem));
     expect(new X509Certificate((await loaded.leafFor('new.xiaomimimo.com')).certPem).checkIssued(new X509Certificate(ca.caPem))).toBe(true);
+  });
+});
+
+describe('node-forge', () => {
+  /** Runs the compiled ca/ in a fresh process and lists the node-forge modules it resolved. */
+  function forgeModulesLoadedBy(steps: string): string[] {
+    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'ca', 'index.js');
+    const script = `
+      import { registerHooks } from 'node:module';
+      const seen = [];
+      registerHooks({ resolve: (specifier, context, next) => { const found = next(specifier, context); seen.push(found.url); return found; } });
+      const { loadOrCreateCa } = await import(${JSON.stringify(pathToFileURL(dist).href)});
+      const ca = await loadOrCreateCa({ dir: ${JSON.stringify(certsDir)}, domains: ['xiaomimimo.com'] });
+      ${steps}
+      process.stdout.write(JSON.stringify(seen.filter((url) => url.includes('/node-forge/'))));
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    return JSON.parse(run.stdout) as string[];
+  }
+
+  it('is not loaded to load an existing CA or to serve a leaf from disk (mimo-proxy env stays fast)', async () => {
+    await ca.leafFor('api.xiaomimimo.com');
+    expect(forgeModulesLoadedBy("await ca.leafFor('api.xiaomimimo.com');")).toEqual([]);
+  });
+
+  it('is loaded to sign a new leaf', () => {
+    const host = `signed-${process.pid}-${Date.now()}.xiaomimimo.com`;
+    expect(forgeModulesLoadedBy(`await ca.leafFor(${JSON.stringify(host)});`).length).toBeGreaterThan(0);
   });
 });
 
