@@ -362,6 +362,55 @@ describe('leaf certificates', () => {
   });
 });
 
+describe('leaves in memory', () => {
+  it('come with their TLS context, at once when the host is known, from one signing for concurrent callers', async () => {
+    const dir = path.join(root, 'contexts');
+    const fresh = await loadOrCreateCa({ dir, domains: DOMAINS });
+    const first = fresh.contextFor('ctx.xiaomimimo.com');
+    expect(first).toBeInstanceOf(Promise); // nothing in memory or on disk yet
+    const [context, leaf, again] = await Promise.all([first, fresh.leafFor('ctx.xiaomimimo.com'), fresh.contextFor('CTX.xiaomimimo.com.')]);
+    expect(again).toBe(context);
+    expect(fresh.contextFor('ctx.xiaomimimo.com')).toBe(context); // no promise: the CONNECT is answered in the same tick
+    expect(await fs.readdir(path.join(dir, 'hosts'))).toEqual(['ctx.xiaomimimo.com.pem']);
+    expect(await fs.readFile(path.join(dir, 'hosts', 'ctx.xiaomimimo.com.pem'), 'utf8')).toBe(leaf.certPem);
+    // The context serves that very leaf to a verifying client.
+    const server = tls.createServer({ SNICallback: (_name, done) => done(null, context) });
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername: 'ctx.xiaomimimo.com', ca: fresh.caPem });
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      expect(socket.getPeerX509Certificate()?.fingerprint256).toBe(new X509Certificate(leaf.certPem).fingerprint256);
+      socket.destroy();
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('refuse a name the CA cannot vouch for with a rejected promise, never a throw', async () => {
+    for (const [bad, code] of [['example.com', 'CA_HOST_NOT_PERMITTED'], ['127.0.0.1', 'CA_HOST_NOT_PERMITTED'], ['a_b.xiaomimimo.com', 'CA_HOSTNAME']] as const) {
+      let result: unknown;
+      expect(() => (result = ca.contextFor(bad))).not.toThrow();
+      expect((await caErrorOf(result as Promise<unknown>)).code, bad).toBe(code);
+    }
+  });
+
+  it('are renewed by the same running CA once fewer than 30 days are left', async () => {
+    let now = Date.now();
+    const running = await loadOrCreateCa({ dir: certsDir, domains: DOMAINS, now: () => new Date(now) });
+    const first = await running.leafFor('moving.xiaomimimo.com');
+    const context = running.contextFor('moving.xiaomimimo.com');
+    now += 357 * DAY; // 40 days left: still served from memory
+    expect(running.contextFor('moving.xiaomimimo.com')).toBe(context);
+    expect((await running.leafFor('moving.xiaomimimo.com')).certPem).toBe(first.certPem);
+    now += 23 * DAY; // 17 days left
+    expect(running.contextFor('moving.xiaomimimo.com')).toBeInstanceOf(Promise);
+    const renewed = await running.leafFor('moving.xiaomimimo.com');
+    expect(renewed.certPem).not.toBe(first.certPem);
+    expect(renewed.notAfter.getTime()).toBeGreaterThan(now + 396 * DAY);
+  });
+});
+
 describe('PEM files', () => {
   it('are written with LF line ends', async () => {
     const leaf = await ca.leafFor('lf.xiaomimimo.com');
@@ -410,7 +459,7 @@ describe('node-forge', () => {
 
   it('is not loaded to load an existing CA or to serve a leaf from disk (mimo-proxy env stays fast)', async () => {
     await ca.leafFor('api.xiaomimimo.com');
-    expect(forgeModulesLoadedBy("await ca.leafFor('api.xiaomimimo.com');")).toEqual([]);
+    expect(forgeModulesLoadedBy("await ca.leafFor('api.xiaomimimo.com'); ca.contextFor('api.xiaomimimo.com');")).toEqual([]);
   });
 
   it('is loaded to sign a new leaf', () => {
