@@ -1,14 +1,15 @@
 /**
  * The CA itself: made once per certificates folder, then loaded; never overwritten.
- * Certificates are built with node-forge and signed with Node's crypto (native RSA).
+ * Made with node-forge (forge.ts, loaded only then); loaded and checked with node:crypto.
  */
-import { constants, createPrivateKey, generateKeyPair, privateEncrypt, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
 import { MimoProxyError } from '../errors.js';
+import { isCoveredBy } from '../net/hosts.js';
 import { describeIoError, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, readIfExists, tightenKeyFile, unwritableError, writeNewFile } from './files.js';
-import { decodePermittedDomains, encodeNameConstraints, isCoveredBy, NAME_CONSTRAINTS_OID } from './name-constraints.js';
+import { certificatePem, loadForge, signCertificate, type Forge } from './forge.js';
+import { decodePermittedDomains, encodeNameConstraints, NAME_CONSTRAINTS_OID, nameConstraintsOf } from './name-constraints.js';
 
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
@@ -30,12 +31,8 @@ export interface Authority {
   readonly certPath: string;
   readonly keyPath: string;
   readonly certPem: string;
-  /** forge's view, for the subject to copy into leaves' issuer field. */
-  readonly cert: forge.pki.Certificate;
   readonly x509: X509Certificate;
   readonly privateKey: KeyObject;
-  /** The CA's subjectKeyIdentifier (binary string): the leaves' authorityKeyIdentifier. */
-  readonly keyIdentifier: string;
   readonly permittedDomains: readonly string[];
   readonly notAfter: Date;
 }
@@ -71,25 +68,6 @@ export function randomSerialHex(): string {
   return bytes.toString('hex');
 }
 
-/** DER of DigestInfo { sha256, NULL } up to the digest itself (RFC 8017 §9.2, note 1). */
-const SHA256_DIGEST_INFO_PREFIX = Buffer.from('3031300d060960864801650304020105000420', 'hex');
-
-/**
- * Signs `cert` with sha256WithRSAEncryption using a Node private key: forge hashes the
- * TBSCertificate, Node's native RSA makes the PKCS #1 v1.5 signature (forge's JS RSA takes
- * about 24 ms a signature and blocks the event loop).
- */
-export function signCertificate(cert: forge.pki.Certificate, privateKey: KeyObject): void {
-  const signer = {
-    sign(md: forge.md.MessageDigest): string {
-      const digest = Buffer.from(md.digest().getBytes(), 'binary');
-      const digestInfo = Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]);
-      return privateEncrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, digestInfo).toString('binary');
-    },
-  };
-  cert.sign(signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-}
-
 /** "mimo-proxy CA (<machine>)": tells users in their trust store where this CA came from. */
 function caCommonName(): string {
   const prefix = 'mimo-proxy CA (';
@@ -99,7 +77,7 @@ function caCommonName(): string {
   return `${prefix}${machine})`;
 }
 
-function buildCaCertificate(keys: RsaKeyPair, privateKey: KeyObject, domains: readonly string[], now: Date): string {
+function buildCaCertificate(forge: Forge, keys: RsaKeyPair, privateKey: KeyObject, domains: readonly string[], now: Date): string {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = randomSerialHex();
@@ -119,10 +97,10 @@ function buildCaCertificate(keys: RsaKeyPair, privateKey: KeyObject, domains: re
     { name: 'keyUsage', critical: true, keyCertSign: true, cRLSign: true },
     { name: 'subjectKeyIdentifier' },
     // Critical so that a client that cannot enforce the constraint refuses the CA instead of ignoring it.
-    { id: NAME_CONSTRAINTS_OID, critical: true, value: encodeNameConstraints(domains) },
+    { id: NAME_CONSTRAINTS_OID, critical: true, value: encodeNameConstraints(domains).toString('binary') },
   ]);
-  signCertificate(cert, privateKey);
-  return forge.pki.certificateToPem(cert);
+  signCertificate(forge, cert, privateKey);
+  return certificatePem(forge, cert);
 }
 
 function corrupt(certPath: string, keyPath: string, problem: string, cause?: unknown): MimoProxyError {
@@ -141,10 +119,8 @@ function errorText(error: unknown): string {
 /** Parses and cross-checks a CA's two files; never changes them. */
 export function parseAuthority(certPath: string, keyPath: string, certPem: string, keyPem: string): Authority {
   let x509: X509Certificate;
-  let cert: forge.pki.Certificate;
   try {
     x509 = new X509Certificate(certPem);
-    cert = forge.pki.certificateFromPem(certPem);
   } catch (error) {
     throw corrupt(certPath, keyPath, `${certPath} is not a readable RSA certificate (${errorText(error)})`, error);
   }
@@ -162,25 +138,17 @@ export function parseAuthority(certPath: string, keyPath: string, certPem: strin
   }
   if (!matches) throw corrupt(certPath, keyPath, `${keyPath} is not the key of ${certPath}`);
   if (!x509.ca) throw corrupt(certPath, keyPath, `${certPath} is not a CA certificate`);
+  // Leaves are signed with RSA PKCS #1 v1.5 (forge.ts).
+  if (x509.publicKey.asymmetricKeyType !== 'rsa') throw corrupt(certPath, keyPath, `${certPath} is not an RSA certificate`);
 
-  const constraints = cert.extensions.find((extension: { id?: string }) => extension.id === NAME_CONSTRAINTS_OID) as
-    | { value?: unknown }
-    | undefined;
-  let permittedDomains: string[] = [];
-  if (constraints !== undefined && typeof constraints.value === 'string') {
-    try {
-      permittedDomains = decodePermittedDomains(constraints.value);
-    } catch (error) {
-      throw corrupt(certPath, keyPath, `the nameConstraints of ${certPath} cannot be read (${errorText(error)})`, error);
-    }
+  let permittedDomains: string[];
+  try {
+    const constraints = nameConstraintsOf(x509.raw);
+    permittedDomains = constraints === undefined ? [] : decodePermittedDomains(constraints);
+  } catch (error) {
+    throw corrupt(certPath, keyPath, `the nameConstraints of ${certPath} cannot be read (${errorText(error)})`, error);
   }
-  const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
-  const keyIdentifier =
-    ski?.subjectKeyIdentifier !== undefined
-      ? forge.util.hexToBytes(ski.subjectKeyIdentifier)
-      : cert.generateSubjectKeyIdentifier().getBytes();
-
-  return { certPath, keyPath, certPem, cert, x509, privateKey, keyIdentifier, permittedDomains, notAfter: x509.validToDate };
+  return { certPath, keyPath, certPem, x509, privateKey, permittedDomains, notAfter: x509.validToDate };
 }
 
 function unreadable(file: string, error: unknown): MimoProxyError {
@@ -201,8 +169,8 @@ async function readCaFile(file: string): Promise<string | undefined> {
 }
 
 async function createAuthority(certPath: string, keyPath: string, domains: readonly string[], now: Date): Promise<boolean> {
-  const keys = await generateRsaKeyPair();
-  const certPem = buildCaCertificate(keys, createPrivateKey(keys.privateKeyPem), domains, now);
+  const [keys, forge] = await Promise.all([generateRsaKeyPair(), loadForge()]);
+  const certPem = buildCaCertificate(forge, keys, createPrivateKey(keys.privateKeyPem), domains, now);
   try {
     // Key first: a ca.pem on disk always has its key next to it.
     if (!(await writeNewFile(keyPath, keys.privateKeyPem, PRIVATE_FILE_MODE))) return false;

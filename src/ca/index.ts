@@ -1,29 +1,19 @@
 /**
  * The certificate authority mimo-proxy intercepts with: a name-constrained CA made once per
  * --certs folder (ca.pem to trust, ca-key.pem private), and leaf certificates for the hosts
- * we intercept, signed on demand and cached in memory and on disk.
+ * we intercept (leaf-cache.ts), signed on demand, cached on disk, and kept in memory with
+ * their TLS context until they are due for renewal.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
+import type { SecureContext } from 'node:tls';
 import { MimoProxyError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { isDnsName, normaliseHost } from '../net/hosts.js';
 import { CA_KEY_FILE, DAY_MS, loadOrCreateAuthority, type Authority } from './authority.js';
-import { ensurePrivateDir, errnoCode, replaceFile, unwritableError, PUBLIC_FILE_MODE } from './files.js';
-import {
-  checkLeaf,
-  HOSTS_DIR,
-  hostFilePath,
-  issueLeaf,
-  loadOrCreateLeafKey,
-  needsRenewal,
-  parseHostname,
-  RENEW_BEFORE_MS,
-  type HostName,
-  type LeafCertificate,
-  type LeafKey,
-} from './leaf.js';
-import { isCoveredBy, isDnsName } from './name-constraints.js';
+import { ensurePrivateDir, unwritableError } from './files.js';
+import { loadOrCreateLeafKey, RENEW_BEFORE_MS, type LeafCertificate } from './leaf.js';
+import type { LeafCache } from './leaf-cache.js';
 
 export type { LeafCertificate } from './leaf.js';
 
@@ -50,14 +40,11 @@ export interface CertificateAuthority {
   readonly permittedDomains: readonly string[];
   /** undefined when fine; a one-line human message when the CA expires within 30 days or has expired. */
   expiryWarning(): string | undefined;
-  /** A leaf for hostname (cached in memory and on disk; renewed when < 30 days left or not issued by this CA). Concurrent calls for one host share one signing. */
+  /** A leaf for hostname (from memory, else disk, else signed; renewed when < 30 days left or not issued by this CA). Concurrent calls for one host share one signing. */
   leafFor(hostname: string): Promise<LeafCertificate>;
+  /** The TLS context serving hostname's leaf: at once when it is in memory and not due for renewal, else once leafFor's work is done. */
+  contextFor(hostname: string): SecureContext | Promise<SecureContext>;
 }
-
-/** Leaves kept in memory; more hosts than this are re-read from disk (we intercept a handful). */
-export const MAX_LEAVES_IN_MEMORY = 256;
-/** Cached leaf files are a few KB; anything bigger is not ours and is re-issued. */
-const MAX_LEAF_FILE_BYTES = 64 * 1024;
 
 function normaliseDomains(domains: readonly string[]): string[] {
   if (domains.length === 0) {
@@ -65,7 +52,7 @@ function normaliseDomains(domains: readonly string[]): string[] {
   }
   const out: string[] = [];
   for (const raw of domains) {
-    const domain = raw.toLowerCase().replace(/\.$/, '');
+    const domain = normaliseHost(raw);
     if (!isDnsName(domain)) {
       throw new MimoProxyError('CA_DOMAINS', `${JSON.stringify(raw)} is not a DNS domain`, 'pass domains like xiaomimimo.com (letters, digits, dots and dashes)');
     }
@@ -80,16 +67,6 @@ async function exists(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function readLeafFile(file: string): Promise<string | undefined> {
-  try {
-    const stat = await fs.stat(file);
-    if (!stat.isFile() || stat.size > MAX_LEAF_FILE_BYTES) return undefined;
-    return await fs.readFile(file, 'utf8');
-  } catch {
-    return undefined; // Missing or unreadable: issue a new one.
   }
 }
 
@@ -117,7 +94,13 @@ export async function loadOrCreateCa(options: CaOptions): Promise<CertificateAut
   }
   const authority = await loadOrCreateAuthority(dir, domains, clock());
   const leafKey = await loadOrCreateLeafKey(dir);
-  const leaves = createLeafSource(dir, authority, leafKey, clock, logger);
+
+  // The leaf cache (lru-cache, node:tls, and node-forge to sign) is loaded with the first leaf
+  // asked for: `mimo-proxy env` and `ca` only need the CA, and start faster without it.
+  let leaves: LeafCache | undefined;
+  let loading: Promise<LeafCache> | undefined;
+  const leafCache = (): Promise<LeafCache> =>
+    (loading ??= import('./leaf-cache.js').then((module) => (leaves = module.createLeafCache({ dir, authority, leafKey, clock, logger }))));
 
   return {
     dir,
@@ -127,68 +110,7 @@ export async function loadOrCreateCa(options: CaOptions): Promise<CertificateAut
     notAfter: new Date(authority.notAfter.getTime()),
     permittedDomains: authority.permittedDomains,
     expiryWarning: () => expiryMessage(authority, dir, clock()),
-    leafFor: leaves,
-  };
-}
-
-function createLeafSource(
-  dir: string,
-  authority: Authority,
-  leafKey: LeafKey,
-  clock: () => Date,
-  logger: Logger,
-): (hostname: string) => Promise<LeafCertificate> {
-  const memory = new LRUCache<string, LeafCertificate>({ max: MAX_LEAVES_IN_MEMORY });
-  // One entry per host being signed right now, removed when it settles.
-  const pending = new Map<string, Promise<LeafCertificate>>();
-
-  async function fromDiskOrNew(host: HostName, now: Date): Promise<LeafCertificate> {
-    const file = hostFilePath(dir, host);
-    const stored = await readLeafFile(file);
-    const usable = stored === undefined ? undefined : checkLeaf(stored, host, authority, leafKey, now);
-    if (usable !== undefined) return usable;
-
-    const leaf = issueLeaf(host, authority, leafKey, now);
-    try {
-      await ensurePrivateDir(path.join(dir, HOSTS_DIR));
-      await replaceFile(file, leaf.certPem, PUBLIC_FILE_MODE);
-    } catch (error) {
-      // The disk copy only saves a signature at the next start: serve the leaf anyway.
-      logger.warn('could not cache a leaf certificate on disk', { host: host.name, code: errnoCode(error) ?? 'unknown' });
-    }
-    return leaf;
-  }
-
-  return async (hostname: string): Promise<LeafCertificate> => {
-    const host = parseHostname(hostname);
-    if (host === undefined) {
-      throw new MimoProxyError(
-        'CA_HOSTNAME',
-        `cannot make a certificate for ${JSON.stringify(hostname.slice(0, 100))}: not a DNS name or IP address`,
-        'use a host name of letters, digits, dots and dashes, or an IP address',
-      );
-    }
-    // The CA's name constraints would make any client reject such a leaf: say so here instead.
-    if (host.ip || !isCoveredBy(host.name, authority.permittedDomains)) {
-      throw new MimoProxyError(
-        'CA_HOST_NOT_PERMITTED',
-        `${host.name} is outside the CA's permitted domains (${authority.permittedDomains.join(', ')})`,
-        'intercept only hosts under the configured domains and tunnel the rest',
-      );
-    }
-    const now = clock();
-    const cached = memory.get(host.name);
-    if (cached !== undefined && !needsRenewal(cached.notAfter, now, authority.notAfter)) return cached;
-    const running = pending.get(host.name);
-    if (running !== undefined) return running;
-
-    const job = fromDiskOrNew(host, now)
-      .then((leaf) => {
-        memory.set(host.name, leaf);
-        return leaf;
-      })
-      .finally(() => pending.delete(host.name));
-    pending.set(host.name, job);
-    return job;
+    leafFor: async (hostname) => (await leafCache()).leafFor(hostname),
+    contextFor: (hostname) => (leaves !== undefined ? leaves.contextFor(hostname) : leafCache().then((cache) => cache.contextFor(hostname))),
   };
 }

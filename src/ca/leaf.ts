@@ -3,12 +3,11 @@
  * costs one signature, not a keygen), one certificate per host, cached on disk under hosts/.
  */
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import path from 'node:path';
-import forge from 'node-forge';
-import { BACKDATE_MS, DAY_MS, generateRsaKeyPair, randomSerialHex, signCertificate, type Authority } from './authority.js';
+import type * as ForgeTypes from 'node-forge';
+import { BACKDATE_MS, DAY_MS, generateRsaKeyPair, randomSerialHex, type Authority } from './authority.js';
 import { PRIVATE_FILE_MODE, readIfExists, replaceFile, tightenKeyFile, unwritableError, writeNewFile } from './files.js';
-import { isDnsName } from './name-constraints.js';
+import { certificatePem, loadForge, signCertificate, type Forge } from './forge.js';
 
 export const LEAF_KEY_FILE = 'leaf-key.pem';
 export const HOSTS_DIR = 'hosts';
@@ -29,59 +28,35 @@ export interface LeafCertificate {
   notAfter: Date;
 }
 
-/** A host name checked and put in canonical form; `fileName` is safe to join to a folder. */
-export interface HostName {
-  readonly name: string;
-  readonly ip: boolean;
-  readonly fileName: string;
+/** `name` is a checked DNS name (net/hosts.ts isDnsName): no slash, no "..", safe to join to a folder. */
+export function hostFilePath(dir: string, name: string): string {
+  return path.join(dir, HOSTS_DIR, `${name}.pem`);
 }
 
 /**
- * Canonical form of a host for a certificate, or undefined when it is neither an LDH DNS name
- * nor an IP literal. Lower-cases, drops one trailing dot and IPv6 brackets. IPv6 file names
- * use '_' for ':' ('_' never occurs in a DNS name we accept, so names cannot collide).
+ * Milliseconds until a leaf ending at `notAfter` should be replaced: 30 days before its end;
+ * Infinity when a new leaf would end no later (leaves never outlive the CA, so near the CA's
+ * end renewing would re-sign on every call).
  */
-export function parseHostname(input: string): HostName | undefined {
-  let name = input.toLowerCase();
-  if (name.startsWith('[') && name.endsWith(']')) name = name.slice(1, -1);
-  if (isIP(name) !== 0) {
-    let canonical: string;
-    try {
-      canonical = new URL(`http://${isIP(name) === 6 ? `[${name}]` : name}/`).hostname;
-    } catch {
-      return undefined; // e.g. an IPv6 zone id
-    }
-    if (canonical.startsWith('[')) canonical = canonical.slice(1, -1);
-    return { name: canonical, ip: true, fileName: canonical.replace(/:/g, '_') };
-  }
-  if (name.endsWith('.')) name = name.slice(0, -1);
-  if (!isDnsName(name)) return undefined;
-  return { name, ip: false, fileName: name };
+export function timeUntilRenewal(notAfter: Date, now: Date, caNotAfter: Date): number {
+  if (notAfter.getTime() >= caNotAfter.getTime()) return Number.POSITIVE_INFINITY;
+  return notAfter.getTime() - RENEW_BEFORE_MS - now.getTime();
 }
 
-export function hostFilePath(dir: string, host: HostName): string {
-  return path.join(dir, HOSTS_DIR, `${host.fileName}.pem`);
-}
-
-/**
- * True when a leaf ending at `notAfter` should be replaced: under 30 days left, unless a new
- * leaf would end no later (leaves never outlive the CA, so near the CA's end this would
- * re-sign on every call).
- */
 export function needsRenewal(notAfter: Date, now: Date, caNotAfter: Date): boolean {
-  return notAfter.getTime() - now.getTime() < RENEW_BEFORE_MS && notAfter.getTime() < caNotAfter.getTime();
+  return timeUntilRenewal(notAfter, now, caNotAfter) < 0;
 }
 
 export interface LeafKey {
   readonly keyPem: string;
   readonly publicKey: KeyObject;
-  readonly forgePublicKey: forge.pki.PublicKey;
 }
 
 function parseLeafKey(keyPem: string): LeafKey {
   const publicKey = createPublicKey(createPrivateKey(keyPem));
-  const spkiPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  return { keyPem, publicKey, forgePublicKey: forge.pki.publicKeyFromPem(spkiPem) };
+  // Leaves carry an RSA key (forge builds them); a key of another type is replaced like an unreadable one.
+  if (publicKey.asymmetricKeyType !== 'rsa') throw new Error(`${LEAF_KEY_FILE} is not an RSA key`);
+  return { keyPem, publicKey };
 }
 
 /**
@@ -121,34 +96,67 @@ function wholeSeconds(ms: number): Date {
   return new Date(Math.floor(ms / 1000) * 1000);
 }
 
-/** Signs a new leaf for `host`, valid from a day ago for 397 days (never past the CA's end). */
-export function issueLeaf(host: HostName, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate {
+/** What signing needs in forge's terms, made once (on the first leaf a process signs). */
+interface Signing {
+  readonly forge: Forge;
+  /** The CA's subject, copied into each leaf's issuer field. */
+  readonly issuer: ForgeTypes.pki.CertificateField[];
+  /** The CA's subjectKeyIdentifier (binary string): each leaf's authorityKeyIdentifier. */
+  readonly keyIdentifier: string;
+  readonly leafPublicKey: ForgeTypes.pki.PublicKey;
+}
+
+async function prepareSigning(authority: Authority, leafKey: LeafKey): Promise<Signing> {
+  const forge = await loadForge();
+  const ca = forge.pki.certificateFromPem(authority.certPem);
+  const ski = ca.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+  const keyIdentifier =
+    ski?.subjectKeyIdentifier !== undefined ? forge.util.hexToBytes(ski.subjectKeyIdentifier) : ca.generateSubjectKeyIdentifier().getBytes();
+  const spkiPem = leafKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  return { forge, issuer: ca.subject.attributes, keyIdentifier, leafPublicKey: forge.pki.publicKeyFromPem(spkiPem) };
+}
+
+/** Signs a new leaf for the DNS name `name`, valid from a day ago for 397 days (never past the CA's end). */
+function issueLeaf(signing: Signing, name: string, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate {
+  const { forge } = signing;
   const cert = forge.pki.createCertificate();
-  cert.publicKey = leafKey.forgePublicKey;
+  cert.publicKey = signing.leafPublicKey;
   cert.serialNumber = randomSerialHex();
   const notAfter = wholeSeconds(Math.min(now.getTime() + LEAF_VALIDITY_DAYS * DAY_MS, authority.notAfter.getTime()));
   cert.validity.notBefore = wholeSeconds(now.getTime() - BACKDATE_MS);
   cert.validity.notAfter = notAfter;
-  cert.setSubject([{ name: 'commonName', value: host.name }]);
-  cert.setIssuer(authority.cert.subject.attributes);
+  cert.setSubject([{ name: 'commonName', value: name }]);
+  cert.setIssuer(signing.issuer);
   cert.setExtensions([
     { name: 'basicConstraints', critical: true, cA: false },
     { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
     { name: 'extKeyUsage', serverAuth: true },
     // Clients match the SAN, not the CN (RFC 6125; Chrome ignores the CN entirely).
-    { name: 'subjectAltName', altNames: [host.ip ? { type: 7, ip: host.name } : { type: 2, value: host.name }] },
+    { name: 'subjectAltName', altNames: [{ type: 2, value: name }] },
     { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: authority.keyIdentifier },
+    { name: 'authorityKeyIdentifier', keyIdentifier: signing.keyIdentifier },
   ]);
-  signCertificate(cert, authority.privateKey);
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: leafKey.keyPem, notAfter };
+  signCertificate(forge, cert, authority.privateKey);
+  return { certPem: certificatePem(forge, cert), keyPem: leafKey.keyPem, notAfter };
+}
+
+/** Signs leaves for DNS names; forge is loaded, and the CA read in its terms, on the first one. */
+export function createLeafIssuer(authority: Authority, leafKey: LeafKey): (name: string, now: Date) => Promise<LeafCertificate> {
+  let signing: Promise<Signing> | undefined;
+  return async (name, now) => {
+    signing ??= prepareSigning(authority, leafKey).catch((error: unknown) => {
+      signing = undefined; // Try again with the next leaf rather than remember a failure.
+      throw error;
+    });
+    return issueLeaf(await signing, name, authority, leafKey, now);
+  };
 }
 
 /**
  * A leaf read back from disk, if it can still be served: issued and signed by this CA, for
- * this host, with the shared leaf key, already valid and not due for renewal.
+ * this name, with the shared leaf key, already valid and not due for renewal.
  */
-export function checkLeaf(certPem: string, host: HostName, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate | undefined {
+export function checkLeaf(certPem: string, name: string, authority: Authority, leafKey: LeafKey, now: Date): LeafCertificate | undefined {
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(certPem);
@@ -157,8 +165,7 @@ export function checkLeaf(certPem: string, host: HostName, authority: Authority,
   }
   if (!x509.checkIssued(authority.x509) || !x509.verify(authority.x509.publicKey)) return undefined;
   if (!x509.publicKey.equals(leafKey.publicKey)) return undefined;
-  const named = host.ip ? x509.checkIP(host.name) : x509.checkHost(host.name, { wildcards: false, subject: 'never' });
-  if (named === undefined) return undefined;
+  if (x509.checkHost(name, { wildcards: false, subject: 'never' }) === undefined) return undefined;
   if (x509.validFromDate.getTime() > now.getTime()) return undefined;
   if (needsRenewal(x509.validToDate, now, authority.notAfter)) return undefined;
   return { certPem, keyPem: leafKey.keyPem, notAfter: x509.validToDate };

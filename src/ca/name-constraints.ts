@@ -1,94 +1,80 @@
 /**
  * The X.509 nameConstraints extension (RFC 5280 §4.2.1.10), which limits what our CA can vouch
  * for: with permitted dNSName subtrees, a leaf for any other DNS name fails verification even
- * if the CA key leaks. node-forge has no named support, so the DER is built with forge.asn1.
+ * if the CA key leaks. node-forge has no named support for it, and Node's X509Certificate does
+ * not expose it, so its DER is written and read here (der.ts):
  *
  *   NameConstraints ::= SEQUENCE {
- *     permittedSubtrees [0] IMPLICIT GeneralSubtrees OPTIONAL, ... }
+ *     permittedSubtrees [0] IMPLICIT GeneralSubtrees OPTIONAL,
+ *     excludedSubtrees  [1] IMPLICIT GeneralSubtrees OPTIONAL }
  *   GeneralSubtree  ::= SEQUENCE { base GeneralName, ... }
  *   dNSName         ::= [2] IMPLICIT IA5String
+ *   iPAddress       ::= [7] IMPLICIT OCTET STRING
  *
- * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain.
- * IP addresses are excluded outright (excludedSubtrees [1] with iPAddress 0.0.0.0/0 and ::/0):
- * the proxy never intercepts an IP literal (it tunnels them), so a leaked key must not be able
- * to vouch for one either.
+ * A dNSName subtree "xiaomimimo.com" covers the name itself and every subdomain (the matching
+ * rule is net/hosts.ts isCoveredBy). IP addresses are excluded outright (excludedSubtrees with
+ * iPAddress 0.0.0.0/0 and ::/0): the proxy never intercepts an IP literal (it tunnels them), so
+ * a leaked key must not be able to vouch for one either.
  */
-import forge from 'node-forge';
+import { childrenOf, contentsOf, DER_TAG, encodeElement, readElement } from './der.js';
 
 export const NAME_CONSTRAINTS_OID = '2.5.29.30';
+/** The OID's DER contents (X.690 §8.19: 2.5 -> 0x55, then 29 and 30). */
+const NAME_CONSTRAINTS_OID_DER = Buffer.from([0x55, 0x1d, 0x1e]);
 
-const { asn1 } = forge;
-const PERMITTED_SUBTREES_TAG = 0;
-const EXCLUDED_SUBTREES_TAG = 1;
-const DNS_NAME_TAG = 2;
-const IP_ADDRESS_TAG = 7;
+const PERMITTED_SUBTREES = DER_TAG.contextConstructed(0);
+const EXCLUDED_SUBTREES = DER_TAG.contextConstructed(1);
+const DNS_NAME = DER_TAG.context(2);
+const IP_ADDRESS = DER_TAG.context(7);
 /** iPAddress subtrees are address + mask: all-zero covers every IPv4 (8 bytes) / IPv6 (32 bytes) address. */
-const ALL_IPV4 = '\0'.repeat(8);
-const ALL_IPV6 = '\0'.repeat(32);
+const ALL_IPV4 = Buffer.alloc(8);
+const ALL_IPV6 = Buffer.alloc(32);
+/** X.509 v3 extensions are the [3] EXPLICIT field of the TBSCertificate (RFC 5280 §4.1). */
+const EXTENSIONS = DER_TAG.contextConstructed(3);
 
-/** DER (as a forge binary string) of NameConstraints permitting exactly `domains`. */
-export function encodeNameConstraints(domains: readonly string[]): string {
+const subtree = (tag: number, base: Uint8Array): Buffer => encodeElement(DER_TAG.SEQUENCE, [encodeElement(tag, base)]);
+
+/** DER of NameConstraints permitting exactly `domains` (and no IP address). */
+export function encodeNameConstraints(domains: readonly string[]): Buffer {
   if (domains.length === 0) throw new Error('nameConstraints needs at least one permitted domain');
-  const subtrees = domains.map((domain) =>
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-      asn1.create(asn1.Class.CONTEXT_SPECIFIC, DNS_NAME_TAG, false, domain),
-    ]),
-  );
-  const excluded = [ALL_IPV4, ALL_IPV6].map((range) =>
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-      asn1.create(asn1.Class.CONTEXT_SPECIFIC, IP_ADDRESS_TAG, false, range),
-    ]),
-  );
-  const value = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-    asn1.create(asn1.Class.CONTEXT_SPECIFIC, PERMITTED_SUBTREES_TAG, true, subtrees),
-    asn1.create(asn1.Class.CONTEXT_SPECIFIC, EXCLUDED_SUBTREES_TAG, true, excluded),
-  ]);
-  return asn1.toDer(value).getBytes();
+  const permitted = domains.map((domain) => subtree(DNS_NAME, Buffer.from(domain, 'ascii')));
+  const excluded = [ALL_IPV4, ALL_IPV6].map((range) => subtree(IP_ADDRESS, range));
+  return encodeElement(DER_TAG.SEQUENCE, [encodeElement(PERMITTED_SUBTREES, permitted), encodeElement(EXCLUDED_SUBTREES, excluded)]);
 }
 
 /** The permitted dNSName subtrees in a NameConstraints DER value (other name types are ignored). */
-export function decodePermittedDomains(der: string): string[] {
-  const root = asn1.fromDer(der);
+export function decodePermittedDomains(der: Uint8Array): string[] {
   const domains: string[] = [];
-  if (!Array.isArray(root.value)) return domains;
-  for (const part of root.value) {
-    if (part.tagClass !== asn1.Class.CONTEXT_SPECIFIC || part.type !== PERMITTED_SUBTREES_TAG) continue;
-    if (!Array.isArray(part.value)) continue;
-    for (const subtree of part.value) {
-      const base = Array.isArray(subtree.value) ? subtree.value[0] : undefined;
-      if (base === undefined || base.tagClass !== asn1.Class.CONTEXT_SPECIFIC || base.type !== DNS_NAME_TAG) continue;
-      if (typeof base.value === 'string') domains.push(base.value.toLowerCase());
+  const root = readElement(der, 0);
+  if (root.tag !== DER_TAG.SEQUENCE) throw new Error('NameConstraints is not a SEQUENCE');
+  for (const part of childrenOf(der, root)) {
+    if (part.tag !== PERMITTED_SUBTREES) continue;
+    for (const tree of childrenOf(der, part)) {
+      const base = tree.tag === DER_TAG.SEQUENCE ? childrenOf(der, tree)[0] : undefined;
+      if (base?.tag === DNS_NAME) domains.push(Buffer.from(contentsOf(der, base)).toString('latin1').toLowerCase());
     }
   }
   return domains;
 }
 
 /**
- * Whether a DNS name lies inside a permitted subtree: equal to it or a subdomain of it, on a
- * label boundary ("evilxiaomimimo.com" is not under "xiaomimimo.com"). A subtree written with
- * a leading dot (".example.com", OpenSSL's reading) covers subdomains only.
+ * The nameConstraints value of a DER certificate, or undefined when it has none.
+ * Certificate ::= SEQUENCE { tbsCertificate, ... }; the extensions are the TBSCertificate's
+ * [3] field: a SEQUENCE of Extension ::= SEQUENCE { extnID, critical DEFAULT FALSE, extnValue }.
  */
-export function isCoveredBy(name: string, permitted: readonly string[]): boolean {
-  const host = name.toLowerCase();
-  return permitted.some((domain) => {
-    const base = domain.toLowerCase();
-    if (base.startsWith('.')) return host.endsWith(base);
-    return host === base || host.endsWith(`.${base}`);
-  });
-}
-
-const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-/** RFC 1035 §2.3.4: at most 253 characters in text form. */
-const MAX_DNS_NAME_LENGTH = 253;
-
-/**
- * A lower-case LDH DNS name (letters, digits, dashes; dots between non-empty labels). Nothing
- * else passes, so such a name is safe as a file name: no slashes, no "..", no leading dot.
- * A last label of digits only is refused: it would read as a (malformed) IPv4 address.
- */
-export function isDnsName(name: string): boolean {
-  if (name.length === 0 || name.length > MAX_DNS_NAME_LENGTH) return false;
-  const labels = name.split('.');
-  if (!labels.every((label) => DNS_LABEL.test(label))) return false;
-  return !/^[0-9]+$/.test(labels[labels.length - 1] ?? '');
+export function nameConstraintsOf(certificate: Uint8Array): Uint8Array | undefined {
+  const cert = readElement(certificate, 0);
+  const tbs = childrenOf(certificate, cert)[0];
+  if (cert.tag !== DER_TAG.SEQUENCE || tbs?.tag !== DER_TAG.SEQUENCE) throw new Error('not a certificate');
+  const field = childrenOf(certificate, tbs).find((element) => element.tag === EXTENSIONS);
+  const list = field === undefined ? undefined : childrenOf(certificate, field)[0];
+  if (list === undefined) return undefined;
+  for (const extension of childrenOf(certificate, list)) {
+    const parts = childrenOf(certificate, extension);
+    const id = parts[0];
+    const value = parts[parts.length - 1];
+    if (id?.tag !== DER_TAG.OID || value?.tag !== DER_TAG.OCTET_STRING) continue;
+    if (NAME_CONSTRAINTS_OID_DER.equals(contentsOf(certificate, id))) return contentsOf(certificate, value);
+  }
+  return undefined;
 }

@@ -24,31 +24,11 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { MimoProxyError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
+import { assertCheckedLimits, type CacheLimits } from './limits.js';
+import { describeFailure, sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
 
-export interface CacheLimits {
-  maxEntries: number;
-  maxBytes: number;
-  ttlMs: number;
-}
-
-/**
- * Sized for a day of heavy agent use on one machine:
- * - entries: ~10 agents in parallel x 8 h x ~600 replies/h ~= 48k replies -> 50k.
- * - bytes: typical reasoning is 1-5 KB of text (2-10 KB as UTF-16); 50k x 5 KB
- *   ~= 250 MB, so 256 MiB holds a day of typical use, and long (100 KB)
- *   reasoning evicts older entries instead of growing the process.
- * - ttl: 7 days, so a conversation resumed after a weekend or a week-long
- *   task still finds its reasoning; older turns are rarely replayed.
- * The store on disk uses the same limits, so disk use is bounded alike.
- */
-export const DEFAULT_CACHE_LIMITS: CacheLimits = {
-  maxEntries: 50_000,
-  maxBytes: 256 * 1024 * 1024,
-  ttlMs: 7 * 24 * 60 * 60 * 1000,
-};
+export { DEFAULT_CACHE_LIMITS, validateCacheLimits, type CacheLimits } from './limits.js';
 
 export interface CacheStats {
   /** Entries (one per text per scope) and UTF-16 bytes held in memory. */
@@ -67,20 +47,8 @@ export interface CacheStats {
 
 /** A key may move between texts; at most this many keys stay with one text (newest kept). */
 const MAX_KEYS_PER_ENTRY = 256;
+/** Store failures are reported here, for reads and writes alike: one warning a minute, the rest counted. */
 const WARN_INTERVAL_MS = 60_000;
-
-function checkLimit(option: string, value: number, integer: boolean, example: string): void {
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isSafeInteger(value))) {
-    throw new MimoProxyError('BAD_OPTION', `--${option} ${JSON.stringify(value)} is not valid`, `pass a positive ${integer ? 'whole number' : 'value'}, e.g. --${option} ${example}`);
-  }
-}
-
-/** Refuse unbounded or nonsensical limits, naming the option that sets each. */
-export function validateCacheLimits(limits: CacheLimits): void {
-  checkLimit('cache-max', limits.maxEntries, true, '50000');
-  checkLimit('cache-max-bytes', limits.maxBytes, true, '256MiB');
-  checkLimit('cache-ttl', limits.ttlMs, true, '7d');
-}
 
 /** The key under one scope; NUL cannot occur in a scope, so scopes never collide. */
 export function fullKey(scope: string, key: string): string {
@@ -117,9 +85,11 @@ export class ReasoningCache {
   #misses = 0;
   #storeHits = 0;
   #lastWarn = Number.NEGATIVE_INFINITY;
+  #warningsHeldBack = 0;
 
+  /** `limits` as validateCacheLimits passed them (at startup). */
   constructor(options: { limits: CacheLimits; store?: ReasoningStore | undefined; log?: Logger; now?: () => number }) {
-    validateCacheLimits(options.limits);
+    assertCheckedLimits(options.limits);
     this.#limits = { ...options.limits };
     this.#store = options.store;
     this.#log = options.log ?? silentLogger;
@@ -243,13 +213,21 @@ export class ReasoningCache {
     for (const full of entry.keys) this.#index.set(full, entryKey);
   }
 
-  /** Store trouble never reaches traffic: one warning a minute, counts only. */
+  /**
+   * Store trouble never reaches traffic: the store throws, memory carries on, and this is the
+   * one place that says so (no keys, no text; one line a minute, with a count of the rest).
+   */
   #warn(kind: 'read' | 'write', err: unknown): void {
     const t = Date.now();
-    if (t - this.#lastWarn < WARN_INTERVAL_MS) return;
+    if (t - this.#lastWarn < WARN_INTERVAL_MS) {
+      this.#warningsHeldBack++;
+      return;
+    }
+    const suppressed = this.#warningsHeldBack > 0 ? this.#warningsHeldBack : undefined;
     this.#lastWarn = t;
-    const code = (err as { code?: unknown } | null)?.code;
-    this.#log.warn(`reasoning store ${kind} failed; serving from memory`, { error: typeof code === 'string' ? code : 'error' });
+    this.#warningsHeldBack = 0;
+    const outcome = kind === 'read' ? 'serving from memory' : 'keeping it in memory only';
+    this.#log.warn(`reasoning store ${kind} failed; ${outcome}`, { file: this.#store?.path, error: describeFailure(err), suppressed });
   }
 
   stats(): CacheStats {

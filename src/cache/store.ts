@@ -29,21 +29,22 @@
  * timeout, then startup fails with STORE_LOCKED. Two proxies may share one
  * file (WAL: readers never wait, writers take turns). An unwritable data dir
  * is a startup error; at request time a failed read or write (a lock held
- * past RUNTIME_BUSY_TIMEOUT_MS included) is a rate-limited warning and the
- * proxy carries on from memory.
+ * past RUNTIME_BUSY_TIMEOUT_MS included) throws, and the cache (cache.ts)
+ * reports it, rate-limited, and carries on from memory.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { validateCacheLimits, type CacheLimits } from './cache.js';
 import { MimoProxyError } from '../errors.js';
-import type { Logger, LogFields } from '../log.js';
+import type { Logger } from '../log.js';
+import { assertCheckedLimits, type CacheLimits } from './limits.js';
 
+/** Reads and writes throw when they fail (the cache reports it and carries on from memory). */
 export interface ReasoningStore {
   get(fullKey: string, now: number): string | undefined;
-  /** Learn `reasoning` under `fullKeys`; returns those of them that are conflicted after this put. */
+  /** Learn `reasoning` under `fullKeys`; returns those of them that are conflicted after this put. A put that throws learned nothing. */
   put(fullKeys: readonly string[], reasoning: string, expiresAt: number): string[];
   stats(): { entries: number; bytes: number };
   close(): void;
@@ -85,8 +86,6 @@ const PRUNE_EVERY_WRITES = 256;
 const EVICT_BATCH = 64;
 const EVICT_ROUNDS_PER_WRITE = 8;
 const EXPIRED_BATCH = 1_000;
-/** At most one warning a minute per kind of failure; the rest are counted. */
-const WARN_INTERVAL_MS = 60_000;
 
 // SQLite primary result codes (https://www.sqlite.org/rescode.html).
 const SQLITE_PERM = 3;
@@ -143,29 +142,13 @@ function loadSqlite(): Sqlite {
   return sqliteModule;
 }
 
-/** One warning per interval per kind, with a count of what was held back. */
-function rateLimitedWarn(log: Logger, clock: () => number): (message: string, fields: LogFields) => void {
-  let last = Number.NEGATIVE_INFINITY;
-  let suppressed = 0;
-  return (message, fields) => {
-    const t = clock();
-    if (t - last < WARN_INTERVAL_MS) {
-      suppressed++;
-      return;
-    }
-    log.warn(message, { ...fields, suppressed: suppressed > 0 ? suppressed : undefined });
-    last = t;
-    suppressed = 0;
-  };
-}
-
 function sqliteCode(err: unknown): number | undefined {
   const code = (err as { errcode?: unknown } | null)?.errcode;
   return typeof code === 'number' ? code & 0xff : undefined;
 }
 
-/** A short, content-free description of a failure for the log. */
-function describe(err: unknown): string {
+/** A short, content-free description of a store failure for the log (SQLite's own words, or a code). */
+export function describeFailure(err: unknown): string {
   const e = err as { errstr?: unknown; code?: unknown } | null;
   if (typeof e?.errstr === 'string') return e.errstr;
   if (typeof e?.code === 'string') return e.code;
@@ -198,7 +181,7 @@ function isLocked(err: unknown): boolean {
 }
 
 function unwritable(what: string, err: unknown): MimoProxyError {
-  return new MimoProxyError('DATA_DIR_UNWRITABLE', `could not write ${what}: ${describe(err)}`, DATA_DIR_HINT, { cause: err });
+  return new MimoProxyError('DATA_DIR_UNWRITABLE', `could not write ${what}: ${describeFailure(err)}`, DATA_DIR_HINT, { cause: err });
 }
 
 /** Create the data dir (0700 when we create it) and the db file (always 0600). */
@@ -314,11 +297,11 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
   readonly #db: DatabaseSync;
   readonly #limits: CacheLimits;
   readonly #now: () => number;
-  readonly #warnRead: (message: string, fields: LogFields) => void;
-  readonly #warnWrite: (message: string, fields: LogFields) => void;
   #entries = 0;
   #bytes = 0;
   #writes = 0;
+  /** Pruning or eviction failed after the last put committed: retried first by the next put. */
+  #maintenanceDue = false;
   #closed = false;
   readonly #q: Record<
     | 'find'
@@ -333,13 +316,11 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     StatementSync
   >;
 
-  constructor(file: string, db: DatabaseSync, limits: CacheLimits, log: Logger, now: () => number) {
+  constructor(file: string, db: DatabaseSync, limits: CacheLimits, now: () => number) {
     this.path = file;
     this.#db = db;
     this.#limits = limits;
     this.#now = now;
-    this.#warnRead = rateLimitedWarn(log, Date.now);
-    this.#warnWrite = rateLimitedWarn(log, Date.now);
     this.#q = {
       find: db.prepare('SELECT r.text AS text, k.expires_at AS expires_at FROM keys k JOIN reasoning r ON r.hash = k.hash WHERE k.key = ? AND k.expires_at > ?'),
       insertText: db.prepare('INSERT OR IGNORE INTO reasoning (hash, bytes, text) VALUES (?, ?, ?)'),
@@ -369,13 +350,8 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 
   find(fullKey: string, now: number): StoredReasoning | undefined {
     if (this.#closed) return undefined;
-    try {
-      const row = this.#q.find.get(fullKey, now) as { text: string; expires_at: number } | undefined;
-      return row === undefined ? undefined : { reasoning: row.text, expiresAt: Number(row.expires_at) };
-    } catch (err) {
-      this.#warnRead('reasoning store read failed; serving from memory', { file: this.path, error: describe(err) });
-      return undefined;
-    }
+    const row = this.#q.find.get(fullKey, now) as { text: string; expires_at: number } | undefined;
+    return row === undefined ? undefined : { reasoning: row.text, expiresAt: Number(row.expires_at) };
   }
 
   get(fullKey: string, now: number): string | undefined {
@@ -389,62 +365,65 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     const keyBytes = keys.map((k) => Buffer.byteLength(k, 'utf8'));
     // One entry bigger than the whole budget would only evict everything else.
     if (textBytes + keyBytes.reduce((a, b) => a + b, 0) > this.#limits.maxBytes) return [];
+    // Failing again, it fails this put before anything is learned (and the cache reports it).
+    if (this.#maintenanceDue) this.#maintain();
     const hash = createHash('sha256').update(reasoning, 'utf8').digest('hex');
     const now = this.#now();
     const conflicted: string[] = [];
-    try {
-      this.#transaction(() => {
-        let bytes = 0;
-        let used = false; // does any key lead to this text after the put?
-        const released = new Set<string>();
-        keys.forEach((key, i) => {
-          const old = this.#q.selectKey.get(key) as { hash: string; expires_at: number } | undefined;
-          if (old === undefined) {
-            this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
-            bytes += keyBytes[i] ?? 0;
-            used = true;
-            return;
-          }
-          const oldExpiresAt = Number(old.expires_at);
-          const stored = old.hash === CONFLICTED || old.hash === hash ? undefined : (this.#q.selectText.get(old.hash) as { text: string } | undefined)?.text;
-          // Expired (not pruned yet), or a text that went missing: nothing to disagree with, start afresh.
-          if (oldExpiresAt <= now || (old.hash !== CONFLICTED && old.hash !== hash && stored === undefined)) {
-            this.#q.updateKey.run(hash, expiresAt, key);
-            if (old.hash !== hash) released.add(old.hash);
-            used = true;
-            return;
-          }
-          const later = Math.max(oldExpiresAt, expiresAt);
-          if (old.hash === hash || (stored !== undefined && sameReasoning(stored, reasoning))) {
-            this.#q.updateKey.run(old.hash, later, key);
-            return;
-          }
-          this.#q.updateKey.run(CONFLICTED, later, key);
-          released.add(old.hash);
-          conflicted.push(key);
-        });
-        let entries = 0;
-        if (used && this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
-          entries++;
-          bytes += textBytes;
+    // Throws when it rolls back: nothing was learned, so nothing is known to be conflicted either.
+    this.#transaction(() => {
+      let bytes = 0;
+      let used = false; // does any key lead to this text after the put?
+      const released = new Set<string>();
+      keys.forEach((key, i) => {
+        const old = this.#q.selectKey.get(key) as { hash: string; expires_at: number } | undefined;
+        if (old === undefined) {
+          this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
+          bytes += keyBytes[i] ?? 0;
+          used = true;
+          return;
         }
-        const orphans = this.#deleteOrphans(released);
-        return [entries - orphans.entries, bytes - orphans.bytes];
+        const oldExpiresAt = Number(old.expires_at);
+        const stored = old.hash === CONFLICTED || old.hash === hash ? undefined : (this.#q.selectText.get(old.hash) as { text: string } | undefined)?.text;
+        // Expired (not pruned yet), or a text that went missing: nothing to disagree with, start afresh.
+        if (oldExpiresAt <= now || (old.hash !== CONFLICTED && old.hash !== hash && stored === undefined)) {
+          this.#q.updateKey.run(hash, expiresAt, key);
+          if (old.hash !== hash) released.add(old.hash);
+          used = true;
+          return;
+        }
+        const later = Math.max(oldExpiresAt, expiresAt);
+        if (old.hash === hash || (stored !== undefined && sameReasoning(stored, reasoning))) {
+          this.#q.updateKey.run(old.hash, later, key);
+          return;
+        }
+        this.#q.updateKey.run(CONFLICTED, later, key);
+        released.add(old.hash);
+        conflicted.push(key);
       });
-    } catch (err) {
-      // Rolled back: nothing was learned, so nothing is known to be conflicted either.
-      this.#warnWrite('reasoning store write failed; keeping it in memory only', { file: this.path, error: describe(err) });
-      return [];
-    }
+      let entries = 0;
+      if (used && this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
+        entries++;
+        bytes += textBytes;
+      }
+      const orphans = this.#deleteOrphans(released);
+      return [entries - orphans.entries, bytes - orphans.bytes];
+    });
+    this.#writes++;
     try {
-      this.#writes++;
-      if (this.#writes % PRUNE_EVERY_WRITES === 0) this.#pruneExpired(this.#now());
-      this.#evictToBounds(EVICT_ROUNDS_PER_WRITE);
-    } catch (err) {
-      // The put itself is committed; the next write tries again.
-      this.#warnWrite('reasoning store write failed; keeping it in memory only', { file: this.path, error: describe(err) });
+      this.#maintain();
+    } catch {
+      // The put itself is committed, and its conflicts must reach the caller: the next put tries again.
+      this.#maintenanceDue = true;
     }
     return conflicted;
+  }
+
+  /** Prune expired keys every PRUNE_EVERY_WRITES writes, and evict down to the bounds. */
+  #maintain(): void {
+    if (this.#writes % PRUNE_EVERY_WRITES === 0) this.#pruneExpired(this.#now());
+    this.#evictToBounds(EVICT_ROUNDS_PER_WRITE);
+    this.#maintenanceDue = false;
   }
 
   /** Run `body` in one write transaction; apply its [entries, bytes] delta only once committed. */
@@ -533,13 +512,14 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 }
 
 /**
- * Open (or create) `<dir>/reasoning.sqlite`. Throws MimoProxyError
+ * Open (or create) `<dir>/reasoning.sqlite`, bounded by `limits` (checked at
+ * startup by validateCacheLimits). Throws MimoProxyError
  * DATA_DIR_UNWRITABLE when the directory or file cannot be written, and
  * STORE_LOCKED when another process still holds it after the busy timeout;
  * replaces an unusable file (moved aside, one warning) with an empty store.
  */
 export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): ExpiringReasoningStore {
-  validateCacheLimits(limits);
+  assertCheckedLimits(limits);
   const file = path.join(path.resolve(dir), STORE_FILE);
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   const now = options.now ?? Date.now;
@@ -550,7 +530,7 @@ export function openStore(dir: string, limits: CacheLimits, log: Logger, options
     let db: DatabaseSync | undefined;
     try {
       db = openDatabase(file, busyTimeoutMs);
-      return new SqliteReasoningStore(file, db, limits, log, now);
+      return new SqliteReasoningStore(file, db, limits, now);
     } catch (err) {
       try {
         db?.close();
@@ -571,5 +551,5 @@ export function openStore(dir: string, limits: CacheLimits, log: Logger, options
   }
   const code = sqliteCode(failure);
   if (code === SQLITE_READONLY || code === SQLITE_CANTOPEN || code === SQLITE_PERM) throw unwritable(`the reasoning store ${file}`, failure);
-  throw new MimoProxyError('STORE_UNUSABLE', `could not open the reasoning store ${file}: ${describe(failure)}`, DATA_DIR_HINT, { cause: failure });
+  throw new MimoProxyError('STORE_UNUSABLE', `could not open the reasoning store ${file}: ${describeFailure(failure)}`, DATA_DIR_HINT, { cause: failure });
 }

@@ -8,14 +8,9 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { LRUCache } from 'lru-cache';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Logger } from '../log.js';
 
-/** Renew a cached context this long before its leaf expires. */
-const RENEW_BEFORE_MS = 30 * 86_400_000;
-/** TLS contexts kept in memory (one per intercepted host name); others are rebuilt from the CA's cache. */
-const MAX_CONTEXTS = 256;
 /** A client that completed CONNECT gets this long to finish its TLS handshake; then its socket is closed. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -26,8 +21,6 @@ export interface InterceptedEndpoint {
 }
 
 export class Interceptor {
-  private readonly contexts = new LRUCache<string, { context: tls.SecureContext; renewAt: number }>({ max: MAX_CONTEXTS });
-  private readonly pending = new Map<string, Promise<tls.SecureContext>>();
   readonly endpoints = new WeakMap<net.Socket, InterceptedEndpoint>();
 
   constructor(
@@ -37,20 +30,9 @@ export class Interceptor {
     private readonly handshakeTimeoutMs: number = TLS_HANDSHAKE_TIMEOUT_MS,
   ) {}
 
-  /** A TLS context for host, from memory when fresh; one signing per host at a time. */
+  /** A TLS context for host, from the CA (at once when it holds a fresh one; one signing per host at a time). */
   contextFor(host: string): tls.SecureContext | Promise<tls.SecureContext> {
-    const cached = this.contexts.get(host);
-    if (cached && Date.now() < cached.renewAt) return cached.context;
-    const waiting = this.pending.get(host);
-    if (waiting) return waiting;
-    const pending = this.ca.leafFor(host).then((leaf) => {
-      const context = tls.createSecureContext({ cert: leaf.certPem, key: leaf.keyPem });
-      this.contexts.set(host, { context, renewAt: leaf.notAfter.getTime() - RENEW_BEFORE_MS });
-      return context;
-    });
-    this.pending.set(host, pending);
-    pending.finally(() => this.pending.delete(host)).catch(() => undefined);
-    return pending;
+    return this.ca.contextFor(host);
   }
 
   /** Take over the CONNECT socket: 200, then TLS with our leaf, then HTTP. */

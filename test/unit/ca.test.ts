@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import https from 'node:https';
@@ -6,11 +6,13 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateCa, type CertificateAuthority, type LeafCertificate } from '../../src/ca/index.js';
-import { decodePermittedDomains, encodeNameConstraints, isCoveredBy } from '../../src/ca/name-constraints.js';
+import { decodePermittedDomains, encodeNameConstraints } from '../../src/ca/name-constraints.js';
 import { MimoProxyError } from '../../src/errors.js';
+import { isCoveredBy } from '../../src/net/hosts.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const DOMAINS = ['xiaomimimo.com'];
@@ -210,7 +212,7 @@ describe('the CA certificate', () => {
       value: string;
     };
     expect(constraints.critical).toBe(true);
-    expect(decodePermittedDomains(constraints.value)).toEqual(DOMAINS);
+    expect(decodePermittedDomains(Buffer.from(constraints.value, 'binary'))).toEqual(DOMAINS);
     expect(ca.permittedDomains).toEqual(DOMAINS);
     const text = await run('openssl', ['x509', '-noout', '-text', '-in', ca.caCertPath]);
     expect(text.output).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:xiaomimimo\.com\s/);
@@ -357,6 +359,112 @@ describe('leaf certificates', () => {
       expect(error.code).toBe('CA_HOST_NOT_PERMITTED');
     }
     expect(new X509Certificate((await ca.leafFor('xiaomimimo.com')).certPem).subjectAltName).toBe('DNS:xiaomimimo.com');
+  });
+});
+
+describe('leaves in memory', () => {
+  it('come with their TLS context, at once when the host is known, from one signing for concurrent callers', async () => {
+    const dir = path.join(root, 'contexts');
+    const fresh = await loadOrCreateCa({ dir, domains: DOMAINS });
+    const first = fresh.contextFor('ctx.xiaomimimo.com');
+    expect(first).toBeInstanceOf(Promise); // nothing in memory or on disk yet
+    const [context, leaf, again] = await Promise.all([first, fresh.leafFor('ctx.xiaomimimo.com'), fresh.contextFor('CTX.xiaomimimo.com.')]);
+    expect(again).toBe(context);
+    expect(fresh.contextFor('ctx.xiaomimimo.com')).toBe(context); // no promise: the CONNECT is answered in the same tick
+    expect(await fs.readdir(path.join(dir, 'hosts'))).toEqual(['ctx.xiaomimimo.com.pem']);
+    expect(await fs.readFile(path.join(dir, 'hosts', 'ctx.xiaomimimo.com.pem'), 'utf8')).toBe(leaf.certPem);
+    // The context serves that very leaf to a verifying client.
+    const server = tls.createServer({ SNICallback: (_name, done) => done(null, context) });
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername: 'ctx.xiaomimimo.com', ca: fresh.caPem });
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      expect(socket.getPeerX509Certificate()?.fingerprint256).toBe(new X509Certificate(leaf.certPem).fingerprint256);
+      socket.destroy();
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('refuse a name the CA cannot vouch for with a rejected promise, never a throw', async () => {
+    for (const [bad, code] of [['example.com', 'CA_HOST_NOT_PERMITTED'], ['127.0.0.1', 'CA_HOST_NOT_PERMITTED'], ['a_b.xiaomimimo.com', 'CA_HOSTNAME']] as const) {
+      let result: unknown;
+      expect(() => (result = ca.contextFor(bad))).not.toThrow();
+      expect((await caErrorOf(result as Promise<unknown>)).code, bad).toBe(code);
+    }
+  });
+
+  it('are renewed by the same running CA once fewer than 30 days are left', async () => {
+    let now = Date.now();
+    const running = await loadOrCreateCa({ dir: certsDir, domains: DOMAINS, now: () => new Date(now) });
+    const first = await running.leafFor('moving.xiaomimimo.com');
+    const context = running.contextFor('moving.xiaomimimo.com');
+    now += 357 * DAY; // 40 days left: still served from memory
+    expect(running.contextFor('moving.xiaomimimo.com')).toBe(context);
+    expect((await running.leafFor('moving.xiaomimimo.com')).certPem).toBe(first.certPem);
+    now += 23 * DAY; // 17 days left
+    expect(running.contextFor('moving.xiaomimimo.com')).toBeInstanceOf(Promise);
+    const renewed = await running.leafFor('moving.xiaomimimo.com');
+    expect(renewed.certPem).not.toBe(first.certPem);
+    expect(renewed.notAfter.getTime()).toBeGreaterThan(now + 396 * DAY);
+  });
+});
+
+describe('PEM files', () => {
+  it('are written with LF line ends', async () => {
+    const leaf = await ca.leafFor('lf.xiaomimimo.com');
+    for (const text of [ca.caPem, leaf.certPem, leaf.keyPem, await fs.readFile(path.join(certsDir, 'hosts', 'lf.xiaomimimo.com.pem'), 'utf8')]) {
+      expect(text).not.toContain('\r');
+      expect(text).toMatch(/^-----BEGIN [A-Z ]+-----\n[\s\S]+\n-----END [A-Z ]+-----\n$/);
+    }
+    expect(await fs.readFile(path.join(certsDir, 'ca-key.pem'), 'utf8')).not.toContain('\r');
+  });
+
+  it('written with CRLF by earlier versions still load, and a CRLF leaf is served as it is', async () => {
+    const dir = path.join(root, 'crlf');
+    await fs.mkdir(path.join(dir, 'hosts'), { recursive: true, mode: 0o700 });
+    const leaf = await ca.leafFor('api.xiaomimimo.com');
+    const crlf = (text: string): string => text.replace(/\r?\n/g, '\r\n');
+    for (const name of ['ca.pem', 'ca-key.pem', 'leaf-key.pem']) {
+      await fs.writeFile(path.join(dir, name), crlf(await fs.readFile(path.join(certsDir, name), 'utf8')), { mode: 0o600 });
+    }
+    await fs.writeFile(path.join(dir, 'hosts', 'api.xiaomimimo.com.pem'), crlf(leaf.certPem));
+    const loaded = await loadOrCreateCa({ dir, domains: DOMAINS });
+    expect(loaded.fingerprint256).toBe(ca.fingerprint256);
+    expect(loaded.permittedDomains).toEqual(DOMAINS);
+    expect(loaded.caPem).toBe(crlf(ca.caPem));
+    expect((await loaded.leafFor('api.xiaomimimo.com')).certPem).toBe(crlf(leaf.certPem));
+    expect(new X509Certificate((await loaded.leafFor('new.xiaomimimo.com')).certPem).checkIssued(new X509Certificate(ca.caPem))).toBe(true);
+  });
+});
+
+describe('node-forge', () => {
+  /** Runs the compiled ca/ in a fresh process and lists the node-forge modules it resolved. */
+  function forgeModulesLoadedBy(steps: string): string[] {
+    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'ca', 'index.js');
+    const script = `
+      import { registerHooks } from 'node:module';
+      const seen = [];
+      registerHooks({ resolve: (specifier, context, next) => { const found = next(specifier, context); seen.push(found.url); return found; } });
+      const { loadOrCreateCa } = await import(${JSON.stringify(pathToFileURL(dist).href)});
+      const ca = await loadOrCreateCa({ dir: ${JSON.stringify(certsDir)}, domains: ['xiaomimimo.com'] });
+      ${steps}
+      process.stdout.write(JSON.stringify(seen.filter((url) => url.includes('/node-forge/'))));
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    return JSON.parse(run.stdout) as string[];
+  }
+
+  it('is not loaded to load an existing CA or to serve a leaf from disk (mimo-proxy env stays fast)', async () => {
+    await ca.leafFor('api.xiaomimimo.com');
+    expect(forgeModulesLoadedBy("await ca.leafFor('api.xiaomimimo.com'); ca.contextFor('api.xiaomimimo.com');")).toEqual([]);
+  });
+
+  it('is loaded to sign a new leaf', () => {
+    const host = `signed-${process.pid}-${Date.now()}.xiaomimimo.com`;
+    expect(forgeModulesLoadedBy(`await ca.leafFor(${JSON.stringify(host)});`).length).toBeGreaterThan(0);
   });
 });
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache/cache.js';
+import { DEFAULT_CACHE_LIMITS, ReasoningCache, validateCacheLimits, type CacheLimits } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { openStore, type ReasoningStore } from '../../src/cache/store.js';
@@ -118,7 +118,7 @@ describe('ReasoningCache', () => {
     expect(s.bytes).toBe(2 * (2 + (A.length + 1 + 64) + (A.length + 1 + 4)));
   });
 
-  it('refuses non-positive or non-finite limits, naming the option', () => {
+  it('refuses non-positive or non-finite limits at startup, naming the option', () => {
     const bad: [Partial<CacheLimits>, string][] = [
       [{ maxEntries: 0 }, '--cache-max'],
       [{ maxEntries: 1.5 }, '--cache-max'],
@@ -130,14 +130,17 @@ describe('ReasoningCache', () => {
     for (const [limits, option] of bad) {
       let thrown: unknown;
       try {
-        cache(limits);
+        validateCacheLimits({ ...DEFAULT_CACHE_LIMITS, ...limits });
       } catch (err) {
         thrown = err;
       }
       expect(thrown).toBeInstanceOf(MimoProxyError);
       expect((thrown as MimoProxyError).code).toBe('BAD_OPTION');
       expect((thrown as MimoProxyError).message).toContain(option);
+      // The constructor trusts checked limits: unchecked ones are a programming error, not a user's.
+      expect(() => cache(limits)).toThrow(TypeError);
     }
+    expect(() => validateCacheLimits(DEFAULT_CACHE_LIMITS)).not.toThrow();
   });
 
   it('keeps serving from memory when the store throws, warning without content', () => {

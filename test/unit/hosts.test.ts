@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isOurHost, parseDomains } from '../../src/net/hosts.js';
+import { isDnsName, isOurHost, normaliseHost, parseDomains } from '../../src/net/hosts.js';
 import { formatHostPort, parseConnectTarget } from '../../src/net/connect-target.js';
 import { parseConnectTo, resolveDestination } from '../../src/net/connect-to.js';
 
@@ -23,6 +23,20 @@ describe('host matching', () => {
     expect(() => parseDomains('bad_domain')).toThrow(/--hosts/);
     expect(() => parseDomains('')).toThrow(/--hosts/);
     expect(() => parseDomains('com')).toThrow(/--hosts/);
+    expect(() => parseDomains('1.2.3.4')).toThrow(/--hosts/); // an IP literal is never intercepted
+  });
+
+  it('puts names in one canonical form: lower-case, no brackets, no trailing dot', () => {
+    expect(normaliseHost('API.XiaoMiMiMo.com.')).toBe('api.xiaomimimo.com');
+    expect(normaliseHost('[::1]')).toBe('::1');
+  });
+
+  it('knows a DNS name: LDH labels of 1-63 characters, 253 in all, not ending in digits only', () => {
+    for (const name of ['xiaomimimo.com', 'a', 'xn--fiq228c.example', '1a.b2', `${'a'.repeat(63)}.com`]) expect(isDnsName(name), name).toBe(true);
+    const long = Array.from({ length: 64 }, () => 'abc').join('.'); // 255 characters
+    for (const name of ['', '.a.com', 'a..com', 'a.com.', '-a.com', 'a-.com', 'a_b.com', 'A.com', '小米.com', 'a/b.com', '1.2.3.4', 'a.123', `${'a'.repeat(64)}.com`, long]) {
+      expect(isDnsName(name), name).toBe(false);
+    }
   });
 });
 

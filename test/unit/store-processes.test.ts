@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CACHE_LIMITS } from '../../src/cache/cache.js';
+import { DEFAULT_CACHE_LIMITS, ReasoningCache } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { openStore, STORE_FILE, type ExpiringReasoningStore } from '../../src/cache/store.js';
@@ -184,17 +184,19 @@ describe('a store another process holds', () => {
   it('makes a write at request time give up fast and keep the entry in memory only', async () => {
     const { log, lines } = captured();
     const s = open(log); // the default (open-time) busy timeout: seconds
-    s.put(['a\u0000id:0'], '锁之前', LATER());
+    const cache = new ReasoningCache({ limits: DEFAULT_CACHE_LIMITS, store: s, log }); // reports what the store throws
+    cache.remember('a', ['id:0'], '锁之前');
     const holder = worker();
     expect(await holder.ask('lock', { file })).toMatchObject({ ok: true });
 
     const started = performance.now();
-    s.put(['a\u0000id:1'], '锁住时的推理', LATER());
+    cache.remember('a', ['id:1'], '锁住时的推理');
     const elapsed = performance.now() - started;
     // The runtime busy timeout is tens of milliseconds; the open-time one (3 s) would stall every request.
     expect(elapsed).toBeLessThan(1_000);
     expect(lines.filter((l) => l.includes('write failed'))).toHaveLength(1);
     expect(s.get('a\u0000id:1', Date.now())).toBeUndefined();
+    expect(cache.lookup('a', ['id:1'])).toBe('锁住时的推理');
     expect(s.get('a\u0000id:0', Date.now())).toBe('锁之前'); // reads do not wait for the writer (WAL)
 
     expect(await holder.ask('release')).toMatchObject({ ok: true });

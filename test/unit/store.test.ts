@@ -375,6 +375,25 @@ describe('openStore', () => {
     expect(c.stats().storeEntries).toBe(0);
   });
 
+  it('throws a write it could not make to its caller, having learned nothing, and says nothing itself', () => {
+    const dir = path.join(tmp, 'data');
+    const { log, lines } = capture();
+    const s = store(dir, limits(), log);
+    s.put([`${SCOPE}\u0000id:before`], CHINESE, Date.now() + 60_000);
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const holder = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      expect(() => s.put([`${SCOPE}\u0000id:during`], `${CHINESE}!`, Date.now() + 60_000)).toThrow(/database is locked/);
+    } finally {
+      holder.close();
+    }
+    expect(s.get(`${SCOPE}\u0000id:during`, Date.now())).toBeUndefined();
+    expect(s.stats()).toEqual(recount(s));
+    expect(s.stats().entries).toBe(1);
+    expect(lines).toEqual([]); // the cache reports it (once, rate-limited), not the store as well
+  });
+
   it('logs neither reasoning nor keys', () => {
     const dir = path.join(tmp, 'data');
     fs.mkdirSync(dir);
