@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** The `mimo-proxy` command: dispatch to one file per subcommand. */
 import { MimoProxyError } from '../errors.js';
-import { OPTIONS } from '../config.js';
 import { VERSION } from '../proxy/server.js';
 import { startCommand } from './start.js';
 import { caCommand } from './ca.js';
 import { envCommand, processIo } from './env.js';
+import { optionsHelp } from './options.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 
@@ -29,9 +29,7 @@ Examples:
   curl -x http://127.0.0.1:8899 --cacert certs/ca.pem https://api.xiaomimimo.com/v1/models -H "Authorization: Bearer $KEY"
 
 Options (each also MIMO_PROXY_<NAME>, e.g. MIMO_PROXY_PORT=9000):
-${Object.entries(OPTIONS)
-  .map(([name, spec]) => `  --${(name + (spec.kind === 'bool' ? '' : ' V')).padEnd(20)} ${spec.help}`)
-  .join('\n')}
+${optionsHelp()}
 `;
 
 async function main(argv: string[]): Promise<number> {

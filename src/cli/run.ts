@@ -7,12 +7,12 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { activationValues, applyOps, type EnvOp } from '../setup/activation.js';
-import { parseArgs, resolveConfig, withEnvironment } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startProxy, type RunningProxy } from '../proxy/server.js';
 import { activationWarnings, prepareActivation, type CommandIo } from './env.js';
+import { parseArgs, resolveConfig, withEnvironment } from './options.js';
 import { clientHost, portTaken, probeProxy } from './status.js';
 
 /** Signals a terminal or a supervisor sends us that the command should get too. */

@@ -1,7 +1,7 @@
 /** `mimo-proxy start`: run the proxy in the foreground until SIGINT/SIGTERM. */
-import { resolveConfig, withEnvironment, parseArgs } from '../config.js';
 import { createLogger } from '../log.js';
 import { startProxy, VERSION } from '../proxy/server.js';
+import { parseArgs, resolveConfig, withEnvironment } from './options.js';
 
 export async function startCommand(argv: readonly string[]): Promise<number> {
   const { options, rest } = parseArgs(argv);

@@ -4,11 +4,11 @@
  * else" apart.
  */
 import http from 'node:http';
-import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import type { StatusReport } from '../proxy/local.js';
 import type { CommandIo } from './env.js';
+import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
 
 /** A local proxy answers in milliseconds; this only bounds a wedged one. */
 export const PROBE_TIMEOUT_MS = 2000;
@@ -65,6 +65,11 @@ function portTakenMessage(where: string, probe: { detail: string; mimoProxy?: bo
   return probe.mimoProxy
     ? `the mimo-proxy on ${where} answers in a form this version cannot read (${probe.detail})`
     : `something that is not a mimo-proxy listens on ${where} (${probe.detail})`;
+}
+
+/** The command that starts a proxy on that port. */
+export function startCommandFor(port: number): string {
+  return `npx mimo-proxy start${String(port) === OPTIONS.port?.default ? '' : ` --port ${port}`}`;
 }
 
 /** The address a client uses to reach a proxy listening on host: a wildcard listener is reached on loopback. */
@@ -171,7 +176,7 @@ export async function statusCommand(argv: readonly string[], io: CommandIo): Pro
       io.stdout(formatStatus(probe.report));
       return 0;
     case 'nothing':
-      io.stderr(`no mimo-proxy is running on ${where}. Start one: npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`}\n`);
+      io.stderr(`no mimo-proxy is running on ${where}. Start one: ${startCommandFor(config.port)}\n`);
       return 1;
     case 'other':
       io.stderr(`${portTakenMessage(where, probe)}. Fix: ${PORT_TAKEN_HINT}\n`);

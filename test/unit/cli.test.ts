@@ -12,7 +12,7 @@ import { caCommand } from '../../src/cli/ca.js';
 import { envCommand, type CommandIo } from '../../src/cli/env.js';
 import { runChild, runCommand } from '../../src/cli/run.js';
 import { statusCommand } from '../../src/cli/status.js';
-import { parseArgs, resolveConfig } from '../../src/config.js';
+import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { startProxy } from '../../src/proxy/server.js';
