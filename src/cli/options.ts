@@ -240,7 +240,7 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
   const auth = valueOf(raw, 'auth');
   if (auth !== undefined && !/^[^:\s]+:\S+$/.test(auth)) throw badOption('auth', '(hidden)', 'pass USER:PASS (no spaces; the user may not contain a colon)');
   if (!isLoopbackHost(host) && auth === undefined) {
-    throw new MimoProxyError('OPEN_PROXY', `--host ${host} would let other machines use this proxy without a password`, 'keep the default --host 127.0.0.1, or add --auth USER:PASS');
+    throw new MimoProxyError('OPEN_PROXY', `--host ${host} would let other machines use this proxy without a password`);
   }
 
   const cacheLimits = {

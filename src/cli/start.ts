@@ -1,11 +1,12 @@
 /** `mimo-proxy start`: run the proxy in the foreground until SIGINT/SIGTERM. */
+import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startProxy, VERSION } from '../proxy/server.js';
 import { parseArgs, resolveConfig, withEnvironment } from './options.js';
 
 export async function startCommand(argv: readonly string[]): Promise<number> {
   const { options, rest } = parseArgs(argv);
-  if (rest.length > 0) throw new Error(`unexpected argument ${JSON.stringify(rest[0])}`);
+  if (rest.length > 0) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(rest[0])}`, 'run mimo-proxy start [options] (options: mimo-proxy --help)');
   const config = resolveConfig(withEnvironment(options, process.env));
   const log = createLogger(config.logLevel);
   const proxy = await startProxy(config, log);

@@ -71,6 +71,20 @@ describe('mimo-proxy start', () => {
     expect(run.stderr).toMatch(/^ERROR: --port "eighty" is not valid\. Fix: /);
   });
 
+  it('refuses a stray word and an option without its value the same way, before listening', async () => {
+    const cases: [string[], RegExp][] = [
+      [['start', 'extra'], /^ERROR: unexpected argument "extra"\. Fix: run mimo-proxy start \[options\]/],
+      [['start', '--port', '--host', '127.0.0.1'], /^ERROR: --port needs a value\. Fix: pass --port VALUE/],
+    ];
+    for (const [args, says] of cases) {
+      const run = await cli(args, { until: /listening/ });
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stdout, args.join(' ')).toBe('');
+      expect(run.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(run.stderr, args.join(' ')).toMatch(says);
+    }
+  });
+
   it('says so clearly when the certs folder cannot be written', async () => {
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'x');
