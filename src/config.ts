@@ -1,15 +1,11 @@
 /**
  * What a running proxy is configured with. Built and validated once, at
  * startup, by cli/options.ts (flags, then MIMO_PROXY_* variables, then
- * defaults); everything after trusts it. A leaf, so the proxy, the reasoning
- * core and the CLI can all name it.
+ * defaults); everything after trusts it. A leaf: types only, so the proxy,
+ * the reasoning core and the CLI can all name it.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ConnectToRule } from './net/connect-to.js';
 import type { LogLevel } from './log.js';
-
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export type Degrade = 'placeholder' | 'flatten';
 

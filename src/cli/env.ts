@@ -22,25 +22,9 @@ import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
+import type { CommandIo } from './io.js';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
 import { clientHost, portTaken, probeProxy, startCommandFor } from './status.js';
-
-/** What a command touches of its process, so tests can run commands in-process. */
-export interface CommandIo {
-  env: NodeJS.ProcessEnv;
-  platform: NodeJS.Platform;
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
-
-export function processIo(): CommandIo {
-  return {
-    env: process.env,
-    platform: process.platform,
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  };
-}
 
 /** The options that say where the proxy and its CA are (also read from MIMO_PROXY_*). */
 const WHERE_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port!, certs: OPTIONS.certs!, hosts: OPTIONS.hosts!, auth: OPTIONS.auth! };

@@ -11,13 +11,17 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { parseArgs as parseTokens } from 'node:util';
 import { DEFAULT_CACHE_LIMITS, validateCacheLimits } from '../cache/cache.js';
-import { PACKAGE_ROOT, type Degrade, type ProxyConfig } from '../config.js';
+import type { Degrade, ProxyConfig } from '../config.js';
 import { MimoProxyError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseConnectTo } from '../net/connect-to.js';
 import { parseDomains } from '../net/hosts.js';
+import { PACKAGE_ROOT } from '../version.js';
+
+// Not `import { parseArgs } from 'node:util'`: an ES import of node:util builds its whole
+// namespace, which costs every `env` about 3 ms; the CommonJS object is already loaded.
+const { parseArgs: parseTokens } = process.getBuiltinModule('node:util');
 
 type Kind = 'string' | 'int' | 'bytes' | 'duration' | 'bool';
 

@@ -2,44 +2,19 @@
  * `mimo-proxy start` as a user runs it: the compiled CLI in its own process.
  * Bad setups end with one clear line (what failed and the fix), never a stack trace.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/harness.js';
+import { runNode, type NodeRun } from '../support/node-run.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run the CLI; `until` ends it early (SIGTERM) once stdout matches. Bounded by `ms`. */
-function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.ms ?? 15_000);
-    let stopped = false;
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      // Once: a second SIGTERM would meet Node's default handler and kill it mid-shutdown.
-      if (!stopped && options.until?.test(stdout)) {
-        stopped = true;
-        child.kill('SIGTERM');
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJS.ProcessEnv } = {}): Promise<NodeRun> {
+  return runNode([CLI, ...args], { env: { ...process.env, ...options.env }, ms: options.ms ?? 15_000, until: options.until });
 }
 
 describe('mimo-proxy start', () => {
