@@ -17,6 +17,10 @@ interface ErrorSpec {
 }
 
 export const ERRORS = {
+  NODE_TOO_OLD: {
+    meaning: 'the Node that runs mimo-proxy is older than the version it is tested on (see `engines` in package.json)',
+    fix: 'run it with Node 24 or newer: in a checkout, `npx mimo-proxy` runs the Node that npm install put in node_modules',
+  },
   BAD_ARGUMENT: {
     meaning: 'a command got a word it does not take, or no command to run',
     fix: 'run the command as its usage line (in the message, or mimo-proxy --help) shows',

@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 /**
- * The `mimo-proxy` command: dispatch to one file per subcommand, each
- * imported only when it runs. `env` runs in every `eval "$(mimo-proxy env)"`,
- * so it must not load the proxy; `--help` and `--version` load next to nothing.
+ * The `mimo-proxy` command: check the Node version, then dispatch to one file
+ * per subcommand, each imported only when it runs. `env` runs in every
+ * `eval "$(mimo-proxy env)"`, so it must not load the proxy; `--help` and
+ * `--version` load next to nothing. The static imports here stay plain enough
+ * for an old Node to reach the version check and say so in one line.
  */
 import module from 'node:module';
 import { MimoProxyError } from '../errors.js';
-import { VERSION } from '../version.js';
+import { nodeTooOld, VERSION } from '../version.js';
 import { processIo, type CommandIo } from './io.js';
 
 // V8 keeps the compiled code of the modules loaded below in the OS temp folder, so later runs
-// skip compiling them. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
-module.enableCompileCache();
+// skip compiling them. NODE_DISABLE_COMPILE_CACHE=1 turns it off. Node before 22.1 has no such
+// function (and is refused below).
+module.enableCompileCache?.();
 
 type Command = (argv: readonly string[], io: CommandIo) => Promise<number>;
 
@@ -77,9 +80,14 @@ function fail(message: string): void {
   process.exitCode = 1;
 }
 
-main(process.argv.slice(2), processIo()).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => fail(err instanceof MimoProxyError ? err.format() : `ERROR: ${(err as Error)?.message ?? String(err)}`),
-);
+const tooOld = nodeTooOld();
+if (tooOld !== undefined) {
+  fail(new MimoProxyError('NODE_TOO_OLD', tooOld).format());
+} else {
+  main(process.argv.slice(2), processIo()).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => fail(err instanceof MimoProxyError ? err.format() : `ERROR: ${(err as Error)?.message ?? String(err)}`),
+  );
+}

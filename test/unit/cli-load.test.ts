@@ -1,13 +1,16 @@
 /**
  * What the compiled CLI loads before it does anything: `env` (run by every
- * `eval "$(mimo-proxy env)"`), `--help` and `--version` never load the proxy.
- * Each case is a real `node dist/cli/main.js` process, watched by a module hook.
+ * `eval "$(mimo-proxy env)"`), `--help` and `--version` never load the proxy;
+ * an old Node gets one line. Each case is a real `node dist/cli/main.js`
+ * process, watched by a module hook.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MIN_NODE_MAJOR, nodeTooOld } from '../../src/version.js';
 import { runNode, type NodeRun } from '../support/node-run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -55,6 +58,17 @@ async function loaded(args: string[]): Promise<{ run: NodeRun; modules: string[]
   return { run, modules: [...new Set(modules)].sort() };
 }
 
+/** The first `node` on PATH older than MIN_NODE_MAJOR, if any. */
+function findOlderNode(): string | undefined {
+  for (const folder of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(folder, 'node');
+    if (!existsSync(candidate)) continue;
+    const version = spawnSync(candidate, ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout?.trim() ?? '';
+    if (/^v\d+\./.test(version) && Number.parseInt(version.slice(1), 10) < MIN_NODE_MAJOR) return candidate;
+  }
+  return undefined;
+}
+
 function proxyModules(modules: string[]): string[] {
   return modules.filter((m) => m.startsWith('proxy/') || m === 'package:http-mitm-proxy');
 }
@@ -83,5 +97,40 @@ describe('what the CLI loads', () => {
     expect(modules).toContain('ca/index.js');
     expect(proxyModules(modules)).toEqual([]);
     expect(modules).not.toContain('node:http'); // the probe takes node:http as CommonJS (see cli/status.ts)
+  });
+});
+
+describe('the Node version check', () => {
+  it(`accepts Node ${MIN_NODE_MAJOR} and later, and names the version it refuses`, () => {
+    expect(nodeTooOld(`${MIN_NODE_MAJOR}.0.0`)).toBeUndefined();
+    expect(nodeTooOld('25.1.0')).toBeUndefined();
+    expect(nodeTooOld(process.versions.node)).toBeUndefined();
+    expect(nodeTooOld('22.12.0')).toBe(`mimo-proxy needs Node ${MIN_NODE_MAJOR} or newer; this is Node 22.12.0`);
+    expect(nodeTooOld('garbage')).toMatch(/needs Node/);
+  });
+
+  it('agrees with package.json: engines and the tested node devDependency', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    expect(pkg.engines.node).toBe(`>=${MIN_NODE_MAJOR}`);
+    expect(Number.parseInt(pkg.devDependencies.node ?? '', 10)).toBe(MIN_NODE_MAJOR);
+  });
+
+  it('makes every command on an older Node end with one line and exit 1, before loading the rest', async () => {
+    const older = `data:text/javascript,Object.defineProperty(process.versions,'node',{value:'22.12.0'})`;
+    for (const args of [['--version'], ['env'], ['start', '--port', '0']]) {
+      const run = await node(['--import', older, CLI, ...args]);
+      expect(run.code, args[0]).toBe(1);
+      expect(run.stdout, args[0]).toBe('');
+      expect(run.stderr, args[0]).toMatch(/^ERROR: mimo-proxy needs Node \d+ or newer; this is Node 22\.12\.0\. Fix: run it with Node \d+ or newer[^\n]*\n$/);
+    }
+  });
+
+  // A real older Node, when this machine has one on PATH (the faked version above covers the rest).
+  const olderNode = findOlderNode();
+  it.skipIf(olderNode === undefined)('is what a real older Node on PATH prints too', () => {
+    const run = spawnSync(olderNode as string, [CLI, 'env'], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH ?? '' } });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^ERROR: mimo-proxy needs Node \d+ or newer; this is Node \d+\.\d+\.\d+\. Fix: [^\n]*\n$/);
   });
 });
