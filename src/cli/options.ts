@@ -8,6 +8,7 @@
  * The rules for host names and --connect-to come from net/, the cache's
  * default limits from cache/: each is written once, where it belongs.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -197,11 +198,58 @@ function valueOrDefault(raw: RawOptions, name: string): string {
   return valueOf(raw, name) as string;
 }
 
-/** Options as given (flags merged with the environment) -> validated configuration. */
-export function resolveConfig(raw: RawOptions): ProxyConfig {
+/**
+ * Where a proxy is: --host and --port, checked, nothing else. `status` needs
+ * no more (a wildcard --host is fine there: it only connects).
+ */
+export function resolveAddress(raw: RawOptions): { host: string; port: number } {
   const host = valueOrDefault(raw, 'host');
   if (host === '' || /[\s/@]/.test(host)) throw badOption('host', host, 'pass an address such as 127.0.0.1 or ::1');
-  const port = parseInteger('port', valueOrDefault(raw, 'port'), 0, 65535);
+  return { host, port: parseInteger('port', valueOrDefault(raw, 'port'), 0, 65535) };
+}
+
+const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
+const PEM_END = '-----END CERTIFICATE-----';
+
+/**
+ * The --upstream-ca file's text, refused unless each certificate block in it
+ * parses: TLS would skip a broken block without a word, and the upstream it
+ * was meant for would fail verification at the first request instead.
+ */
+function readUpstreamCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new MimoProxyError('BAD_OPTION', `--upstream-ca ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'pass the path of a PEM file with the CA certificate', { cause: err });
+  }
+  const blocks = pem.split(PEM_BEGIN).slice(1);
+  if (blocks.length === 0) throw new MimoProxyError('BAD_OPTION', `--upstream-ca ${file} holds no PEM certificate`, `pass a PEM file that contains ${PEM_BEGIN}`);
+  let offset = pem.indexOf(PEM_BEGIN);
+  for (const [i, block] of blocks.entries()) {
+    const where = `certificate ${i + 1} of ${blocks.length} (line ${pem.slice(0, offset).split('\n').length})`;
+    const end = block.indexOf(PEM_END);
+    let problem: string | undefined;
+    if (end === -1) {
+      problem = `has no ${PEM_END} line`;
+    } else {
+      try {
+        new X509Certificate(PEM_BEGIN + block.slice(0, end + PEM_END.length));
+      } catch (err) {
+        problem = `cannot be parsed (${(err as Error).message})`;
+      }
+    }
+    if (problem !== undefined) {
+      throw new MimoProxyError('BAD_OPTION', `--upstream-ca ${file}: ${where} ${problem}`, 'pass a PEM file whose every certificate is complete (openssl x509 -noout -in FILE checks the first)');
+    }
+    offset += PEM_BEGIN.length + block.length;
+  }
+  return pem;
+}
+
+/** Options as given (flags merged with the environment) -> validated configuration. */
+export function resolveConfig(raw: RawOptions): ProxyConfig {
+  const { host, port } = resolveAddress(raw);
 
   const certsDir = path.resolve(valueOf(raw, 'certs') ?? path.join(PACKAGE_ROOT, 'certs'));
   const dataDir = path.resolve(valueOf(raw, 'data') ?? certsDir);
@@ -223,17 +271,7 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
 
   const upstreamCaText = valueOf(raw, 'upstream-ca');
   const upstreamCaFile = upstreamCaText === undefined ? undefined : path.resolve(upstreamCaText);
-  let upstreamCaPem: string | undefined;
-  if (upstreamCaFile !== undefined) {
-    try {
-      upstreamCaPem = readFileSync(upstreamCaFile, 'utf8');
-    } catch (err) {
-      throw new MimoProxyError('BAD_OPTION', `--upstream-ca ${upstreamCaFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'pass the path of a PEM file with the CA certificate', { cause: err });
-    }
-    if (!upstreamCaPem.includes('-----BEGIN CERTIFICATE-----')) {
-      throw new MimoProxyError('BAD_OPTION', `--upstream-ca ${upstreamCaFile} holds no PEM certificate`, 'pass a PEM file that contains -----BEGIN CERTIFICATE-----');
-    }
-  }
+  const upstreamCaPem = upstreamCaFile === undefined ? undefined : readUpstreamCa(upstreamCaFile);
 
   const logLevel = valueOrDefault(raw, 'log-level') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw badOption('log-level', logLevel, `pass one of ${LOG_LEVELS.join(', ')}`);

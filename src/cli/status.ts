@@ -7,7 +7,7 @@ import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import type { StatusReport } from '../proxy/local.js';
 import type { CommandIo } from './io.js';
-import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
+import { OPTIONS, parseArgs, resolveAddress, withEnvironment } from './options.js';
 
 // Not `import http from 'node:http'`: an ES import of node:http builds its namespace, which
 // reads the lazy WebSocket getters and loads undici (about 30 ms, on every `env`). The
@@ -171,16 +171,17 @@ const STATUS_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port! };
 export async function statusCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { options, rest } = parseArgs(argv, STATUS_OPTIONS);
   if (rest.length > 0) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(rest[0])}`, 'run mimo-proxy status [--port P] [--host H]');
-  const config = resolveConfig(withEnvironment(options, io.env, STATUS_OPTIONS));
-  const host = clientHost(config.host);
-  const where = formatHostPort(host, config.port);
-  const probe = await probeProxy(host, config.port);
+  // Only where to connect: a wildcard --host is fine here (status listens on nothing).
+  const address = resolveAddress(withEnvironment(options, io.env, STATUS_OPTIONS));
+  const host = clientHost(address.host);
+  const where = formatHostPort(host, address.port);
+  const probe = await probeProxy(host, address.port);
   switch (probe.kind) {
     case 'mimo-proxy':
       io.stdout(formatStatus(probe.report));
       return 0;
     case 'nothing':
-      io.stderr(`no mimo-proxy is running on ${where}. Start one: ${startCommandFor(config.port)}\n`);
+      io.stderr(`no mimo-proxy is running on ${where}. Start one: ${startCommandFor(address.port)}\n`);
       return 1;
     case 'other':
       io.stderr(`${portTakenMessage(where, probe)}. Fix: ${PORT_TAKEN_HINT}\n`);

@@ -46,10 +46,13 @@ describe('mimo-proxy start', () => {
     expect(run.stderr).toMatch(/^ERROR: --port "eighty" is not valid\. Fix: /);
   });
 
-  it('refuses a stray word and an option without its value the same way, before listening', async () => {
+  it('refuses a stray word, an option without its value and a broken --upstream-ca the same way, before listening', async () => {
+    const broken = path.join(dir, 'broken-ca.pem');
+    writeFileSync(broken, '-----BEGIN CERTIFICATE-----\nMIIBroken\n-----END CERTIFICATE-----\n');
     const cases: [string[], RegExp][] = [
       [['start', 'extra'], /^ERROR: unexpected argument "extra"\. Fix: run mimo-proxy start \[options\]/],
       [['start', '--port', '--host', '127.0.0.1'], /^ERROR: --port needs a value\. Fix: pass --port VALUE/],
+      [['start', '--port', '0', '--no-persist', '--certs', path.join(dir, 'unused'), '--upstream-ca', broken], /^ERROR: --upstream-ca .*broken-ca\.pem: certificate 1 of 1 \(line 1\) cannot be parsed \(.*\)\. Fix: /],
     ];
     for (const [args, says] of cases) {
       const run = await cli(args, { until: /listening/ });

@@ -98,6 +98,13 @@ describe('what the CLI loads', () => {
     expect(proxyModules(modules)).toEqual([]);
     expect(modules).not.toContain('node:http'); // the probe takes node:http as CommonJS (see cli/status.ts)
   });
+
+  it('status asks a wildcard --host on loopback instead of refusing it as an open proxy', async () => {
+    const { run, modules } = await loaded(['status', '--host', '0.0.0.0', '--port', '1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe('no mimo-proxy is running on 127.0.0.1:1. Start one: npx mimo-proxy start --port 1\n');
+    expect(proxyModules(modules)).toEqual([]);
+  });
 });
 
 describe('the Node version check', () => {

@@ -195,6 +195,15 @@ describe('mimo-proxy status', () => {
     expect(c.out).toBe('');
   });
 
+  it('asks a proxy started on a wildcard --host on loopback, with no --auth needed (it only connects)', async () => {
+    for (const host of ['0.0.0.0', '::']) {
+      const c = io({});
+      const free = await freePort();
+      expect(await statusCommand(['--host', host, '--port', String(free)], c), host).toBe(1);
+      expect(c.err, host).toMatch(/^no mimo-proxy is running on (127\.0\.0\.1|\[::1\]):\d+\. Start one: /);
+    }
+  });
+
   it('says so when something else answers', async () => {
     const other = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>nope</h1>'));
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE_LIMITS } from '../../src/cache/cache.js';
-import { OPTIONS, optionsHelp, parseArgs, parseBytes, parseDuration, resolveConfig, withEnvironment } from '../../src/cli/options.js';
+import { OPTIONS, optionsHelp, parseArgs, parseBytes, parseDuration, resolveAddress, resolveConfig, withEnvironment } from '../../src/cli/options.js';
 import { MimoProxyError } from '../../src/errors.js';
+import { makeTestCa } from '../support/pki.js';
 
 function configFrom(argv: string[], env: NodeJS.ProcessEnv = {}) {
   return resolveConfig(withEnvironment(parseArgs(argv).options, env));
@@ -130,6 +131,44 @@ describe('configuration', () => {
       const row = readme.split('\n').find((line) => line.startsWith(`| \`--${name}`));
       expect(row, name).toBeDefined();
       if (spec.default !== undefined) expect(row!.split(' | ')[1], name).toBe(`\`${spec.default}\``);
+    }
+  });
+
+  it('reads only where a proxy is for status: a wildcard host needs no --auth there', () => {
+    expect(resolveAddress({ host: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 8899 });
+    expect(resolveAddress(withEnvironment({}, { MIMO_PROXY_PORT: '9000' }))).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(errorOf(() => resolveAddress({ port: 'x' })).message).toMatch(/--port/);
+    expect(errorOf(() => resolveAddress({ host: 'a b' })).message).toMatch(/--host/);
+  });
+
+  it('refuses an --upstream-ca whose certificate blocks do not all parse, naming the option and the block', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mimo-config-'));
+    const ca = makeTestCa('upstream-ca');
+    try {
+      const good = `${ca.certPem.replace(/\r\n/g, '\n').trimEnd()}\n`;
+      const lines = good.split('\n');
+      const cases: [string, string, RegExp][] = [
+        ['broken.pem', good.replace(/^(-----BEGIN CERTIFICATE-----\n)MII/, '$1MIX'), /certificate 1 of 1 \(line 1\) cannot be parsed/],
+        ['truncated.pem', `${good}${lines.slice(0, 5).join('\n')}\n`, /certificate 2 of 2 \(line \d+\) has no -----END CERTIFICATE----- line/],
+        ['second-broken.pem', `# comment\n${good}${good.replace(/[A-Za-z0-9+/]{40}/, 'x'.repeat(40))}`, /certificate 2 of 2 \(line \d+\) cannot be parsed/],
+      ];
+      for (const [name, text, says] of cases) {
+        const file = path.join(dir, name);
+        writeFileSync(file, text);
+        const err = errorOf(() => configFrom(['--upstream-ca', file]));
+        expect(err.code, name).toBe('BAD_OPTION');
+        expect(err.message, name).toMatch(new RegExp(`^--upstream-ca ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+        expect(err.message, name).toMatch(says);
+        expect(err.format().split('\n'), name).toHaveLength(1);
+      }
+      // Two good certificates, one with CRLF line ends (forge writes those), and text around them.
+      const both = path.join(dir, 'both.pem');
+      const text = `subject=upstream\n${good}\n${good.replaceAll('\n', '\r\n')}`;
+      writeFileSync(both, text);
+      expect(configFrom(['--upstream-ca', both]).upstreamCaPem).toBe(text);
+    } finally {
+      ca.cleanup();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
