@@ -1,8 +1,8 @@
 /**
  * What the compiled CLI loads before it does anything: `env` (run by every
  * `eval "$(mimo-proxy env)"`), `--help` and `--version` never load the proxy;
- * an old Node gets one line. Each case is a real `node dist/cli/main.js`
- * process, watched by a module hook.
+ * an old Node gets one line; the package entry point loads without side effects.
+ * Each case is a real `node dist/...` process, watched by a module hook.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -139,5 +139,30 @@ describe('the Node version check', () => {
     expect(run.status).toBe(1);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^ERROR: mimo-proxy needs Node \d+ or newer; this is Node \d+\.\d+\.\d+\. Fix: [^\n]*\n$/);
+  });
+});
+
+describe('the package entry point (dist/index.js)', () => {
+  it('exports the public API and does nothing on import: no output, no open handle, no listener', async () => {
+    const script = `
+      const before = process.listenerCount('SIGTERM') + process.listenerCount('unhandledRejection');
+      const api = await import(${JSON.stringify(pathToFileURL(path.join(DIST, 'index.js')).href)});
+      const after = process.listenerCount('SIGTERM') + process.listenerCount('unhandledRejection');
+      console.log(JSON.stringify({ names: Object.keys(api).sort(), listeners: after - before, version: api.VERSION }));`;
+    // Exiting at all shows that nothing was left running; the bound is only a safety net.
+    const run = await node(['--input-type=module', '-e', script]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const seen = JSON.parse(run.stdout) as { names: string[]; listeners: number; version: string };
+    expect(seen.names).toEqual(expect.arrayContaining(['startProxy', 'resolveConfig', 'parseArgs', 'withEnvironment', 'MimoProxyError', 'ERRORS', 'createLogger', 'VERSION']));
+    expect(seen.listeners).toBe(0);
+    expect(seen.version).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('is what package.json main and types name', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { main: string; types: string };
+    expect(pkg.main).toBe('dist/index.js');
+    expect(pkg.types).toBe('dist/index.d.ts');
+    expect(readFileSync(path.join(ROOT, pkg.types), 'utf8')).toMatch(/startProxy/);
   });
 });
