@@ -5,10 +5,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { loadOrCreateCa } from '../ca/index.js';
-import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
 import { MimoProxyError } from '../errors.js';
 import { formatCommand, gatherTrustFacts, planTrust, type TrustAction, type TrustFacts, type TrustPlan } from '../setup/truststore.js';
-import type { CommandIo } from './env.js';
+import type { CommandIo } from './io.js';
+import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
 
 const CA_WHERE = { certs: OPTIONS.certs!, hosts: OPTIONS.hosts! };
 const CA_OPTIONS = {

@@ -19,27 +19,12 @@ import {
 } from '../setup/activation.js';
 import { BUNDLE_FILE, ensureBundle, type Bundle } from '../setup/bundle.js';
 import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
-import { OPTIONS, parseArgs, resolveConfig, withEnvironment, type ProxyConfig } from '../config.js';
+import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
-import { clientHost, portTaken, probeProxy } from './status.js';
-
-/** What a command touches of its process, so tests can run commands in-process. */
-export interface CommandIo {
-  env: NodeJS.ProcessEnv;
-  platform: NodeJS.Platform;
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
-
-export function processIo(): CommandIo {
-  return {
-    env: process.env,
-    platform: process.platform,
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  };
-}
+import type { CommandIo } from './io.js';
+import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
+import { clientHost, portTaken, probeProxy, startCommandFor } from './status.js';
 
 /** The options that say where the proxy and its CA are (also read from MIMO_PROXY_*). */
 const WHERE_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port!, certs: OPTIONS.certs!, hosts: OPTIONS.hosts!, auth: OPTIONS.auth! };
@@ -92,7 +77,7 @@ export async function activationWarnings(activation: Activation, config: ProxyCo
   const where = formatHostPort(host, config.port);
   const probe = await probeProxy(host, config.port, timeoutMs);
   if (probe.kind === 'nothing') {
-    warnings.push(`nothing listens on ${where} yet: HTTPS from this shell fails until you start the proxy (npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`})`);
+    warnings.push(`nothing listens on ${where} yet: HTTPS from this shell fails until you start the proxy (${startCommandFor(config.port)})`);
   } else if (probe.kind === 'other') {
     throw portTaken(where, probe);
   } else if (probe.report.ca.fingerprint256 !== activation.ca.fingerprint256) {

@@ -1,15 +1,34 @@
 #!/usr/bin/env node
-/** The `mimo-proxy` command: dispatch to one file per subcommand. */
+/**
+ * The `mimo-proxy` command: check the Node version, then dispatch to one file
+ * per subcommand, each imported only when it runs. `env` runs in every
+ * `eval "$(mimo-proxy env)"`, so it must not load the proxy; `--help` and
+ * `--version` load next to nothing. The static imports here stay plain enough
+ * for an old Node to reach the version check and say so in one line.
+ */
+import module from 'node:module';
 import { MimoProxyError } from '../errors.js';
-import { OPTIONS } from '../config.js';
-import { VERSION } from '../proxy/server.js';
-import { startCommand } from './start.js';
-import { caCommand } from './ca.js';
-import { envCommand, processIo } from './env.js';
-import { runCommand } from './run.js';
-import { statusCommand } from './status.js';
+import { nodeTooOld, VERSION } from '../version.js';
+import { processIo, type CommandIo } from './io.js';
 
-const USAGE = `mimo-proxy ${VERSION}: puts MiMo's reasoning_content back into agent conversations.
+// V8 keeps the compiled code of the modules loaded below in the OS temp folder, so later runs
+// skip compiling them. NODE_DISABLE_COMPILE_CACHE=1 turns it off. Node before 22.1 has no such
+// function (and is refused below).
+module.enableCompileCache?.();
+
+type Command = (argv: readonly string[], io: CommandIo) => Promise<number>;
+
+const COMMANDS = new Map<string, () => Promise<Command>>([
+  ['start', async () => (await import('./start.js')).startCommand],
+  ['env', async () => (await import('./env.js')).envCommand],
+  ['run', async () => (await import('./run.js')).runCommand],
+  ['ca', async () => (await import('./ca.js')).caCommand],
+  ['status', async () => (await import('./status.js')).statusCommand],
+]);
+
+async function usage(): Promise<string> {
+  const { optionsHelp } = await import('./options.js');
+  return `mimo-proxy ${VERSION}: puts MiMo's reasoning_content back into agent conversations.
 A local HTTPS proxy that intercepts only *.xiaomimimo.com; clients keep their MiMo URL.
 
 Usage:
@@ -29,52 +48,46 @@ Examples:
   curl -x http://127.0.0.1:8899 --cacert certs/ca.pem https://api.xiaomimimo.com/v1/models -H "Authorization: Bearer $KEY"
 
 Options (each also MIMO_PROXY_<NAME>, e.g. MIMO_PROXY_PORT=9000):
-${Object.entries(OPTIONS)
-  .map(([name, spec]) => `  --${(name + (spec.kind === 'bool' ? '' : ' V')).padEnd(20)} ${spec.help}`)
-  .join('\n')}
+${optionsHelp()}
 `;
+}
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: readonly string[], io: CommandIo): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(USAGE);
+      io.stdout(await usage());
       return 0;
     case '--version':
     case '-v':
     case 'version':
-      process.stdout.write(`${VERSION}\n`);
+      io.stdout(`${VERSION}\n`);
       return 0;
-    case 'start':
-      return startCommand(rest);
-    case 'env':
-      return envCommand(rest, processIo());
-    case 'run':
-      return runCommand(rest, processIo());
-    case 'ca':
-      return caCommand(rest, processIo());
-    case 'status':
-      return statusCommand(rest, processIo());
-    default:
-      process.stderr.write(`ERROR: unknown command ${JSON.stringify(command)}. Fix: run mimo-proxy --help\n`);
-      return 2;
   }
+  const load = COMMANDS.get(command);
+  if (load === undefined) {
+    io.stderr(`${new MimoProxyError('BAD_ARGUMENT', `unknown command ${JSON.stringify(command)}`, 'run mimo-proxy --help').format()}\n`);
+    return 2;
+  }
+  return (await load())(rest, io);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    if (err instanceof MimoProxyError) {
-      process.stderr.write(`${err.format()}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`ERROR: ${(err as Error).message ?? String(err)}\n`);
-      process.exitCode = 1;
-    }
-  },
-);
+function fail(message: string): void {
+  process.stderr.write(`${message}\n`);
+  process.exitCode = 1;
+}
+
+const tooOld = nodeTooOld();
+if (tooOld !== undefined) {
+  fail(new MimoProxyError('NODE_TOO_OLD', tooOld).format());
+} else {
+  main(process.argv.slice(2), processIo()).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => fail(err instanceof MimoProxyError ? err.format() : `ERROR: ${(err as Error)?.message ?? String(err)}`),
+  );
+}

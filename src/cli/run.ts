@@ -7,12 +7,14 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { activationValues, applyOps, type EnvOp } from '../setup/activation.js';
-import { parseArgs, resolveConfig, withEnvironment } from '../config.js';
+import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { startProxy, type RunningProxy } from '../proxy/server.js';
-import { activationWarnings, prepareActivation, type CommandIo } from './env.js';
+import type { RunningProxy } from '../proxy/server.js';
+import { activationWarnings, prepareActivation } from './env.js';
+import type { CommandIo } from './io.js';
+import { parseArgs, resolveConfig, withEnvironment } from './options.js';
 import { clientHost, portTaken, probeProxy } from './status.js';
 
 /** Signals a terminal or a supervisor sends us that the command should get too. */
@@ -47,9 +49,9 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
     const host = clientHost(config.host);
     const probe = await probeProxy(host, config.port);
     if (probe.kind === 'other') throw portTaken(formatHostPort(host, config.port), probe);
-    if (probe.kind === 'nothing') proxy = await startProxy(config, createLogger(config.logLevel));
+    if (probe.kind === 'nothing') proxy = await startInProcess(config);
   } else {
-    proxy = await startProxy(config, createLogger(config.logLevel));
+    proxy = await startInProcess(config);
   }
 
   try {
@@ -62,6 +64,12 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   } finally {
     await proxy?.close();
   }
+}
+
+/** The proxy for the command's lifetime; loaded only then, since a running one is the usual case. */
+async function startInProcess(config: ProxyConfig): Promise<RunningProxy> {
+  const { startProxy } = await import('../proxy/server.js');
+  return startProxy(config, createLogger(config.logLevel));
 }
 
 /** Spawn with inherited stdio, forward signals, resolve with the exit code. */

@@ -1,12 +1,15 @@
 /** `mimo-proxy start`: run the proxy in the foreground until SIGINT/SIGTERM. */
-import { resolveConfig, withEnvironment, parseArgs } from '../config.js';
+import { MimoProxyError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { startProxy, VERSION } from '../proxy/server.js';
+import { startProxy } from '../proxy/server.js';
+import { VERSION } from '../version.js';
+import type { CommandIo } from './io.js';
+import { parseArgs, resolveConfig, withEnvironment } from './options.js';
 
-export async function startCommand(argv: readonly string[]): Promise<number> {
+export async function startCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { options, rest } = parseArgs(argv);
-  if (rest.length > 0) throw new Error(`unexpected argument ${JSON.stringify(rest[0])}`);
-  const config = resolveConfig(withEnvironment(options, process.env));
+  if (rest.length > 0) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(rest[0])}`, 'run mimo-proxy start [options] (options: mimo-proxy --help)');
+  const config = resolveConfig(withEnvironment(options, io.env));
   const log = createLogger(config.logLevel);
   const proxy = await startProxy(config, log);
   // One request's bug must not take every other conversation down with it.
@@ -23,16 +26,15 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
 
-  const out = process.stdout;
-  out.write(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
-  out.write(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
-  out.write(`  CA certificate: ${proxy.ca.caCertPath}\n  CA SHA-256:     ${proxy.ca.fingerprint256}\n`);
-  out.write(`  reasoning cache: ${config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)'}; on a miss: ${config.degrade}\n`);
-  out.write(`  direct mode:    ${proxy.url}/v1 as a base URL forwards to ${config.upstream.href}\n`);
-  out.write(`\nActivate a shell (every client started from it goes through the proxy):\n`);
-  out.write(`  eval "$(npx mimo-proxy env --port ${proxy.port})"\n`);
-  out.write(`Or one command:  npx mimo-proxy run --port ${proxy.port} -- <command>\n`);
-  out.write(`Status: ${proxy.url}/   Stop: Ctrl-C\n`);
+  io.stdout(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
+  io.stdout(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
+  io.stdout(`  CA certificate: ${proxy.ca.caCertPath}\n  CA SHA-256:     ${proxy.ca.fingerprint256}\n`);
+  io.stdout(`  reasoning cache: ${config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)'}; on a miss: ${config.degrade}\n`);
+  io.stdout(`  direct mode:    ${proxy.url}/v1 as a base URL forwards to ${config.upstream.href}\n`);
+  io.stdout(`\nActivate a shell (every client started from it goes through the proxy):\n`);
+  io.stdout(`  eval "$(npx mimo-proxy env --port ${proxy.port})"\n`);
+  io.stdout(`Or one command:  npx mimo-proxy run --port ${proxy.port} -- <command>\n`);
+  io.stdout(`Status: ${proxy.url}/   Stop: Ctrl-C\n`);
 
   return stopped;
 }

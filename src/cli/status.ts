@@ -3,12 +3,16 @@
  * probe `env` and `run` use to tell "a mimo-proxy", "nothing" and "something
  * else" apart.
  */
-import http from 'node:http';
-import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
 import type { StatusReport } from '../proxy/local.js';
-import type { CommandIo } from './env.js';
+import type { CommandIo } from './io.js';
+import { OPTIONS, parseArgs, resolveAddress, withEnvironment } from './options.js';
+
+// Not `import http from 'node:http'`: an ES import of node:http builds its namespace, which
+// reads the lazy WebSocket getters and loads undici (about 30 ms, on every `env`). The
+// CommonJS object costs about 5 ms.
+const http = process.getBuiltinModule('node:http');
 
 /** A local proxy answers in milliseconds; this only bounds a wedged one. */
 export const PROBE_TIMEOUT_MS = 2000;
@@ -65,6 +69,11 @@ function portTakenMessage(where: string, probe: { detail: string; mimoProxy?: bo
   return probe.mimoProxy
     ? `the mimo-proxy on ${where} answers in a form this version cannot read (${probe.detail})`
     : `something that is not a mimo-proxy listens on ${where} (${probe.detail})`;
+}
+
+/** The command that starts a proxy on that port. */
+export function startCommandFor(port: number): string {
+  return `npx mimo-proxy start${String(port) === OPTIONS.port?.default ? '' : ` --port ${port}`}`;
 }
 
 /** The address a client uses to reach a proxy listening on host: a wildcard listener is reached on loopback. */
@@ -162,16 +171,17 @@ const STATUS_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port! };
 export async function statusCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { options, rest } = parseArgs(argv, STATUS_OPTIONS);
   if (rest.length > 0) throw new MimoProxyError('BAD_ARGUMENT', `unexpected argument ${JSON.stringify(rest[0])}`, 'run mimo-proxy status [--port P] [--host H]');
-  const config = resolveConfig(withEnvironment(options, io.env, STATUS_OPTIONS));
-  const host = clientHost(config.host);
-  const where = formatHostPort(host, config.port);
-  const probe = await probeProxy(host, config.port);
+  // Only where to connect: a wildcard --host is fine here (status listens on nothing).
+  const address = resolveAddress(withEnvironment(options, io.env, STATUS_OPTIONS));
+  const host = clientHost(address.host);
+  const where = formatHostPort(host, address.port);
+  const probe = await probeProxy(host, address.port);
   switch (probe.kind) {
     case 'mimo-proxy':
       io.stdout(formatStatus(probe.report));
       return 0;
     case 'nothing':
-      io.stderr(`no mimo-proxy is running on ${where}. Start one: npx mimo-proxy start${config.port === 8899 ? '' : ` --port ${config.port}`}\n`);
+      io.stderr(`no mimo-proxy is running on ${where}. Start one: ${startCommandFor(address.port)}\n`);
       return 1;
     case 'other':
       io.stderr(`${portTakenMessage(where, probe)}. Fix: ${PORT_TAKEN_HINT}\n`);

@@ -7,15 +7,13 @@
  *   origin-form request     -> local pages, or direct mode via the pipeline
  *   request in an intercepted TLS connection -> engine pipeline, intercept
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import path from 'node:path';
 import tls from 'node:tls';
 import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import { ReasoningCache } from '../cache/cache.js';
-import { PACKAGE_ROOT, type ProxyConfig } from '../config.js';
+import type { ProxyConfig } from '../config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from '../errors.js';
 import { formatHostPort } from '../net/connect-target.js';
@@ -28,8 +26,7 @@ import { ReasoningService } from '../reasoning/exchange.js';
 import { newCounters, type Counters } from '../stats.js';
 import { openStore } from '../cache/store.js';
 import { createRouter, type RequestRoute } from './routes.js';
-
-export const VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+import { VERSION } from '../version.js';
 
 export interface RunningProxy {
   readonly host: string;

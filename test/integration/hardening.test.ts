@@ -11,7 +11,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseArgs, resolveConfig, withEnvironment } from '../../src/config.js';
+import { parseArgs, resolveConfig, withEnvironment } from '../../src/cli/options.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from '../support/fake-mimo.js';
 import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';

@@ -2,44 +2,19 @@
  * `mimo-proxy start` as a user runs it: the compiled CLI in its own process.
  * Bad setups end with one clear line (what failed and the fix), never a stack trace.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/harness.js';
+import { runNode, type NodeRun } from '../support/node-run.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run the CLI; `until` ends it early (SIGTERM) once stdout matches. Bounded by `ms`. */
-function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.ms ?? 15_000);
-    let stopped = false;
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      // Once: a second SIGTERM would meet Node's default handler and kill it mid-shutdown.
-      if (!stopped && options.until?.test(stdout)) {
-        stopped = true;
-        child.kill('SIGTERM');
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[], options: { until?: RegExp; ms?: number; env?: NodeJS.ProcessEnv } = {}): Promise<NodeRun> {
+  return runNode([CLI, ...args], { env: { ...process.env, ...options.env }, ms: options.ms ?? 15_000, until: options.until });
 }
 
 describe('mimo-proxy start', () => {
@@ -69,6 +44,23 @@ describe('mimo-proxy start', () => {
     expect(run.code).toBe(1);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/^ERROR: --port "eighty" is not valid\. Fix: /);
+  });
+
+  it('refuses a stray word, an option without its value and a broken --upstream-ca the same way, before listening', async () => {
+    const broken = path.join(dir, 'broken-ca.pem');
+    writeFileSync(broken, '-----BEGIN CERTIFICATE-----\nMIIBroken\n-----END CERTIFICATE-----\n');
+    const cases: [string[], RegExp][] = [
+      [['start', 'extra'], /^ERROR: unexpected argument "extra"\. Fix: run mimo-proxy start \[options\]/],
+      [['start', '--port', '--host', '127.0.0.1'], /^ERROR: --port needs a value\. Fix: pass --port VALUE/],
+      [['start', '--port', '0', '--no-persist', '--certs', path.join(dir, 'unused'), '--upstream-ca', broken], /^ERROR: --upstream-ca .*broken-ca\.pem: certificate 1 of 1 \(line 1\) cannot be parsed \(.*\)\. Fix: /],
+    ];
+    for (const [args, says] of cases) {
+      const run = await cli(args, { until: /listening/ });
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stdout, args.join(' ')).toBe('');
+      expect(run.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(run.stderr, args.join(' ')).toMatch(says);
+    }
   });
 
   it('says so clearly when the certs folder cannot be written', async () => {

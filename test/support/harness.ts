@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, resolveConfig } from '../../src/config.js';
+import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { startProxy, type ConnectionLimits, type RunningProxy } from '../../src/proxy/server.js';
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from './fake-mimo.js';

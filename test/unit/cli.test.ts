@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -9,13 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitPemCertificates } from '../../src/setup/bundle.js';
 import { caCommand } from '../../src/cli/ca.js';
-import { envCommand, type CommandIo } from '../../src/cli/env.js';
+import { envCommand } from '../../src/cli/env.js';
+import type { CommandIo } from '../../src/cli/io.js';
 import { runChild, runCommand } from '../../src/cli/run.js';
 import { statusCommand } from '../../src/cli/status.js';
-import { parseArgs, resolveConfig } from '../../src/config.js';
+import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { startProxy } from '../../src/proxy/server.js';
+import { runNode, type NodeRun } from '../support/node-run.js';
 
 interface Captured extends CommandIo {
   out: string;
@@ -193,6 +195,15 @@ describe('mimo-proxy status', () => {
     expect(c.out).toBe('');
   });
 
+  it('asks a proxy started on a wildcard --host on loopback, with no --auth needed (it only connects)', async () => {
+    for (const host of ['0.0.0.0', '::']) {
+      const c = io({});
+      const free = await freePort();
+      expect(await statusCommand(['--host', host, '--port', String(free)], c), host).toBe(1);
+      expect(c.err, host).toMatch(/^no mimo-proxy is running on (127\.0\.0\.1|\[::1\]):\d+\. Start one: /);
+    }
+  });
+
   it('says so when something else answers', async () => {
     const other = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>nope</h1>'));
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
@@ -223,19 +234,8 @@ describe('mimo-proxy status', () => {
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
 /** The compiled CLI in its own process (as a user runs it), bounded: SIGKILLed after `ms`. */
-function cli(args: string[], env: Record<string, string>, ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[], env: Record<string, string>, ms = 20_000): Promise<NodeRun> {
+  return runNode([CLI, ...args], { env, ms });
 }
 
 describe('a port that answers, but not as this mimo-proxy', () => {

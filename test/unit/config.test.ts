@@ -1,9 +1,12 @@
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseArgs, parseBytes, parseDuration, resolveConfig, withEnvironment } from '../../src/config.js';
+import { DEFAULT_CACHE_LIMITS } from '../../src/cache/cache.js';
+import { OPTIONS, optionsHelp, parseArgs, parseBytes, parseDuration, resolveAddress, resolveConfig, withEnvironment } from '../../src/cli/options.js';
 import { MimoProxyError } from '../../src/errors.js';
+import { makeTestCa } from '../support/pki.js';
 
 function configFrom(argv: string[], env: NodeJS.ProcessEnv = {}) {
   return resolveConfig(withEnvironment(parseArgs(argv).options, env));
@@ -87,6 +90,84 @@ describe('configuration', () => {
       writeFileSync(file, 'not a certificate');
       expect(errorOf(() => configFrom(['--upstream-ca', file])).message).toMatch(/no PEM certificate/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes an option followed by another option as a missing value, never as the value', () => {
+    for (const argv of [['--port', '--host', 'X'], ['--host', '--port', '1'], ['--auth', '-secret:x'], ['--port', '--']]) {
+      const err = errorOf(() => parseArgs(argv));
+      const name = argv[0] as string;
+      expect(err.message, argv.join(' ')).toBe(`${name} needs a value`);
+      expect(err.hint).toContain(`${name}=VALUE`);
+      expect(err.format()).not.toContain('secret');
+    }
+    // The inline form takes any value; a lone dash is a value too.
+    expect(parseArgs(['--auth=-u:p', '--certs', '-']).options).toEqual({ auth: '-u:p', certs: '-' });
+  });
+
+  it('keeps every word after -- for run, and refuses an unknown or short option by its name', () => {
+    expect(parseArgs(['--port', '1', 'x', '--', 'sh', '-c', '--port']).rest).toEqual(['x', '--', 'sh', '-c', '--port']);
+    expect(errorOf(() => parseArgs(['-p', '1'])).message).toBe('unknown option -p');
+    expect(errorOf(() => parseArgs(['--bogus=1'])).message).toBe('unknown option --bogus');
+    expect(errorOf(() => parseArgs(['--__proto__'])).message).toBe('unknown option --__proto__');
+    expect(parseArgs(['--no-persist=0']).options['no-persist']).toBe('0');
+    expect(configFrom(['--no-persist=0']).persist).toBe(true);
+    expect(configFrom(['--no-persist']).persist).toBe(false);
+  });
+
+  it('takes the cache defaults from the cache, and shows every default in --help', () => {
+    const c = configFrom([]);
+    expect([c.cacheMax, c.cacheMaxBytes, c.cacheTtlMs]).toEqual([DEFAULT_CACHE_LIMITS.maxEntries, DEFAULT_CACHE_LIMITS.maxBytes, DEFAULT_CACHE_LIMITS.ttlMs]);
+    expect(OPTIONS['cache-max-bytes']?.default).toBe('256MiB');
+    expect(OPTIONS['cache-ttl']?.default).toBe('7d');
+    expect(c.timeoutMs).toBe(600_000);
+    expect(optionsHelp()).toMatch(/--port V +port to listen on; 0 picks a free one \(default 8899\)\n/);
+  });
+
+  it('states the same defaults in the README as it uses', () => {
+    const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+    for (const [name, spec] of Object.entries(OPTIONS)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`--${name}`));
+      expect(row, name).toBeDefined();
+      if (spec.default !== undefined) expect(row!.split(' | ')[1], name).toBe(`\`${spec.default}\``);
+    }
+  });
+
+  it('reads only where a proxy is for status: a wildcard host needs no --auth there', () => {
+    expect(resolveAddress({ host: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 8899 });
+    expect(resolveAddress(withEnvironment({}, { MIMO_PROXY_PORT: '9000' }))).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(errorOf(() => resolveAddress({ port: 'x' })).message).toMatch(/--port/);
+    expect(errorOf(() => resolveAddress({ host: 'a b' })).message).toMatch(/--host/);
+  });
+
+  it('refuses an --upstream-ca whose certificate blocks do not all parse, naming the option and the block', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mimo-config-'));
+    const ca = makeTestCa('upstream-ca');
+    try {
+      const good = `${ca.certPem.replace(/\r\n/g, '\n').trimEnd()}\n`;
+      const lines = good.split('\n');
+      const cases: [string, string, RegExp][] = [
+        ['broken.pem', good.replace(/^(-----BEGIN CERTIFICATE-----\n)MII/, '$1MIX'), /certificate 1 of 1 \(line 1\) cannot be parsed/],
+        ['truncated.pem', `${good}${lines.slice(0, 5).join('\n')}\n`, /certificate 2 of 2 \(line \d+\) has no -----END CERTIFICATE----- line/],
+        ['second-broken.pem', `# comment\n${good}${good.replace(/[A-Za-z0-9+/]{40}/, 'x'.repeat(40))}`, /certificate 2 of 2 \(line \d+\) cannot be parsed/],
+      ];
+      for (const [name, text, says] of cases) {
+        const file = path.join(dir, name);
+        writeFileSync(file, text);
+        const err = errorOf(() => configFrom(['--upstream-ca', file]));
+        expect(err.code, name).toBe('BAD_OPTION');
+        expect(err.message, name).toMatch(new RegExp(`^--upstream-ca ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+        expect(err.message, name).toMatch(says);
+        expect(err.format().split('\n'), name).toHaveLength(1);
+      }
+      // Two good certificates, one with CRLF line ends (forge writes those), and text around them.
+      const both = path.join(dir, 'both.pem');
+      const text = `subject=upstream\n${good}\n${good.replaceAll('\n', '\r\n')}`;
+      writeFileSync(both, text);
+      expect(configFrom(['--upstream-ca', both]).upstreamCaPem).toBe(text);
+    } finally {
+      ca.cleanup();
       rmSync(dir, { recursive: true, force: true });
     }
   });

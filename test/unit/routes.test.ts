@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { parseArgs, resolveConfig } from '../../src/config.js';
+import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { createRouter, type Router } from '../../src/proxy/routes.js';
 
 const USER_PASS = 'alice:pw';
