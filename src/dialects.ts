@@ -8,26 +8,18 @@
  */
 import { rewriteMessagesRequest } from './anthropic/rewrite.js';
 import { createAnthropicJsonTap, createAnthropicSseTap } from './anthropic/fold.js';
-import { rewriteChatRequest, type ReasoningLookup, type RewriteOutcome, type RewritePolicy } from './chat/rewrite.js';
-import type { ResponseTap } from './chat/fold.js';
-import { createJsonTap } from './reasoning/tap/body.js';
-import { createSseTap } from './reasoning/tap/sse.js';
+import { rewriteChatRequest } from './chat/rewrite.js';
+import { createChatJsonTap, createChatSseTap } from './chat/fold.js';
+import type { Dialect } from './reasoning/dialect.js';
 
-export interface Surface {
-  readonly name: 'chat' | 'anthropic';
-  rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome;
-  sseTap(): ResponseTap;
-  jsonTap(maxBytes: number): ResponseTap;
-}
-
-export const CHAT_SURFACE: Surface = {
+export const CHAT_SURFACE: Dialect = {
   name: 'chat',
   rewrite: rewriteChatRequest,
-  sseTap: () => createSseTap(),
-  jsonTap: (maxBytes) => createJsonTap({ maxBytes }),
+  sseTap: () => createChatSseTap(),
+  jsonTap: (maxBytes) => createChatJsonTap({ maxBytes }),
 };
 
-export const ANTHROPIC_SURFACE: Surface = {
+export const ANTHROPIC_SURFACE: Dialect = {
   name: 'anthropic',
   rewrite: rewriteMessagesRequest,
   sseTap: () => createAnthropicSseTap(),
@@ -39,7 +31,7 @@ const CHAT_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
 /** MiMo's Anthropic-compatible endpoint: base `https://<host>/anthropic`. */
 const ANTHROPIC_PATH = /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/;
 
-export function surfaceFor(method: string | undefined, path: string): Surface | undefined {
+export function dialectFor(method: string | undefined, path: string): Dialect | undefined {
   if (method !== 'POST') return undefined;
   if (ANTHROPIC_PATH.test(path)) return ANTHROPIC_SURFACE;
   if (CHAT_PATH.test(path)) return CHAT_SURFACE;

@@ -22,12 +22,13 @@
  *
  * No change -> the very Buffer it was given. Pure, and never throws.
  */
-import { isRecord } from '../chat/types.js';
+import { plainPlaceholder, toolCallPlaceholder } from '../reasoning/degrade.js';
+import { isRecord } from '../reasoning/json.js';
 import { ContextWindows, lookupKeys, type Learned } from '../reasoning/match.js';
-import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../chat/rewrite.js';
-import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
+import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../reasoning/rewrite.js';
+import { flattenToolUse, isEmptyThinking, thinkingBlock, withoutEmptyThinking } from './degrade.js';
 import { anthropicContextForm, anthropicTurnIdentity } from './fingerprint.js';
-import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';
+import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, toolUseName, type ThinkingBlock } from './types.js';
 
 export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
   return neverThrowing(() => rewrite(body, lookup, policy));
@@ -83,7 +84,7 @@ function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): 
       message['content'] = [thinkingBlock(plainPlaceholder(step)), ...withoutEmptyThinking(content)];
       changes.placeholders++;
     } else if (policy.degrade === 'placeholder') {
-      message['content'] = [thinkingBlock(toolUsePlaceholder(step, toolUses)), ...withoutEmptyThinking(content)];
+      message['content'] = [thinkingBlock(toolCallPlaceholder(step, toolUses.map(toolUseName))), ...withoutEmptyThinking(content)];
       changes.placeholders++;
     } else {
       const flat = flattenToolUse(messages, i, step, plainTurns);

@@ -11,9 +11,8 @@
  * holding the turn's thinking and redacted_thinking blocks in order, exactly as
  * they are put back.
  */
-import { hasReasoning, isRecord } from '../chat/types.js';
-
-export type { Learned } from '../chat/types.js';
+import { isRecord } from '../reasoning/json.js';
+import { hasReasoning } from '../reasoning/match.js';
 
 /** One block of an array-form `content` (text, thinking, tool_use, tool_result, image, ...). */
 export interface ContentBlock {
@@ -25,13 +24,6 @@ export interface AnthropicMessage {
   role?: unknown;
   /** A string (text only) or an array of blocks. */
   content?: unknown;
-  [field: string]: unknown;
-}
-
-export interface MessagesRequest {
-  messages?: unknown;
-  /** `{type: 'enabled', budget_tokens}` | `{type: 'disabled'}`; absent means on for MiMo's current models. */
-  thinking?: unknown;
   [field: string]: unknown;
 }
 

@@ -23,7 +23,8 @@ import { isOurHost } from '../net/hosts.js';
 import type { Interceptor } from './intercept.js';
 import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
-import { surfaceFor, type Surface } from '../dialects.js';
+import { dialectFor } from '../dialects.js';
+import type { Dialect } from '../reasoning/dialect.js';
 import type { Counters } from '../stats.js';
 import { openTunnel, rawHttpError } from './tunnel.js';
 
@@ -40,7 +41,7 @@ interface RequestState {
   target: string;
   aborted: boolean;
   exchange: Exchange | undefined;
-  surface: Surface | undefined;
+  surface: Dialect | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
 }
@@ -119,7 +120,7 @@ export function createPlugin(deps: PluginDeps) {
       Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
     }
 
-    const surface = route.kind === 'passthrough' ? undefined : surfaceFor(ctx.clientToProxyRequest.method, options.path);
+    const surface = route.kind === 'passthrough' ? undefined : dialectFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
       route,
       target: formatHostPort(route.host, route.port),

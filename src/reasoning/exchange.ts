@@ -1,6 +1,6 @@
 /**
  * One exchange on a reasoning surface (chat completions, or the Anthropic
- * messages endpoint: surface.ts) through the proxy, from the plugin's side:
+ * messages endpoint: ../dialects.ts) through the proxy, from the plugin's side:
  *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
  *   400 reasoning -> retried once with the next stronger strategy, before the
@@ -17,11 +17,11 @@ import type { Degrade, ProxyConfig } from '../config.js';
 import type { ReasoningCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
-import type { RewriteOutcome, RewritePolicy } from '../chat/rewrite.js';
+import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from '../stats.js';
 import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
-import type { Surface } from '../dialects.js';
+import type { Dialect } from './dialect.js';
 import { isReasoningRejection } from './rejection.js';
 import { learnKeys, type Learned, type TurnReasoning } from './match.js';
 
@@ -49,7 +49,7 @@ export class ReasoningService {
   constructor(private readonly options: ReasoningServiceOptions) {}
 
   /** Entries are scoped by credential and by surface: the two formats never feed each other. */
-  exchange(headers: http.IncomingHttpHeaders, surface: Surface): Exchange {
+  exchange(headers: http.IncomingHttpHeaders, surface: Dialect): Exchange {
     const scope = credentialScope(headers);
     return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`);
   }
@@ -72,7 +72,7 @@ export class Exchange {
 
   constructor(
     private readonly options: ReasoningServiceOptions,
-    private readonly surface: Surface,
+    private readonly surface: Dialect,
     private readonly scope: string,
   ) {}
 
