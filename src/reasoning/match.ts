@@ -129,11 +129,6 @@ export class ContextWindows {
     return sha256(window.reverse().join(','));
   }
 
-  /** Digest the message at `index` now, as it is: call before changing it in place. */
-  keep(index: number): void {
-    if (index >= 0 && index < this.#messages.length) this.#digest(index);
-  }
-
   /** The context of the turn that answers this request: the window at its end. */
   end(): string {
     return this.before(this.#messages.length);
