@@ -26,7 +26,7 @@
 import type { ResponseTap } from '../reasoning/dialect.js';
 import { isRecord } from '../reasoning/json.js';
 import { hasReasoning, type TurnReasoning } from '../reasoning/match.js';
-import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../reasoning/tap/body.js';
+import { createBodyTap, successBody } from '../reasoning/tap/body.js';
 import { createFoldingSseTap, DEFAULT_MAX_FOLDED_CHARS, type SseTapOptions } from '../reasoning/tap/sse.js';
 import { anthropicTurnIdentity } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
@@ -273,7 +273,7 @@ export function createAnthropicSseTap(options: SseTapOptions = {}): ResponseTap 
 }
 
 export function createAnthropicJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
-  return createBodyTap(learnedFromMessageBody, options.maxBytes ?? DEFAULT_MAX_JSON_BYTES);
+  return createBodyTap(learnedFromMessageBody, options.maxBytes);
 }
 
 /** Learned entries from a whole Messages response body; undefined when it is not a message (error, invalid JSON). */

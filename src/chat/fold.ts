@@ -19,7 +19,7 @@
 import { isRecord } from '../reasoning/json.js';
 import { hasReasoning, type TurnReasoning } from '../reasoning/match.js';
 import type { ResponseTap } from '../reasoning/dialect.js';
-import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../reasoning/tap/body.js';
+import { createBodyTap, successBody } from '../reasoning/tap/body.js';
 import { createFoldingSseTap, DEFAULT_MAX_FOLDED_CHARS, type SseTapOptions } from '../reasoning/tap/sse.js';
 import { chatTurnIdentity } from './fingerprint.js';
 import type { AssistantMessage, ToolCall } from './types.js';
@@ -216,7 +216,7 @@ export function createChatSseTap(options: SseTapOptions = {}): ResponseTap {
 }
 
 export function createChatJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
-  return createBodyTap(learnedFromBody, options.maxBytes ?? DEFAULT_MAX_JSON_BYTES);
+  return createBodyTap(learnedFromBody, options.maxBytes);
 }
 
 /** Learned entries from a whole completion body; undefined when it is not one (error, invalid JSON). */

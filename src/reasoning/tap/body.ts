@@ -12,7 +12,7 @@ import type { TurnReasoning } from '../match.js';
 export const DEFAULT_MAX_JSON_BYTES = 32 * 1024 * 1024;
 
 /** A bounded copy of the body, handed to `learn` once at the end; past maxBytes, nothing. */
-export function createBodyTap(learn: (body: Uint8Array) => TurnReasoning[] | undefined, maxBytes: number): ResponseTap {
+export function createBodyTap(learn: (body: Uint8Array) => TurnReasoning[] | undefined, maxBytes = DEFAULT_MAX_JSON_BYTES): ResponseTap {
   let chunks: Uint8Array[] = [];
   let size = 0;
   let poisoned = false;
