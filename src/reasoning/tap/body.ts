@@ -1,7 +1,7 @@
 /**
  * The read-only tap on a non-streamed response, whatever the dialect: keeps
  * a bounded copy of the body and hands it, once, at the end, to the
- * dialect's reading of a whole response (chat/fold.ts, anthropic/fold.ts).
+ * dialect's reading of a whole response (in the dialect's fold.ts).
  * Past maxBytes it stores nothing. Never throws.
  */
 import type { ResponseTap } from '../dialect.js';

@@ -2,9 +2,9 @@
  * The read-only tap on a streamed (`text/event-stream`) response, whatever
  * the dialect. Bytes -> streaming UTF-8 decode (a character split across
  * chunks is held until it is whole) -> eventsource-parser -> JSON per
- * `data:` event -> the dialect's fold (chat/fold.ts, anthropic/fold.ts),
- * which also says when the stream is complete. The tap only observes: the
- * proxy forwards every chunk as it came.
+ * `data:` event -> the dialect's fold (an SseFolder, in the dialect's
+ * fold.ts), which also says when the stream is complete. The tap only
+ * observes: the proxy forwards every chunk as it came.
  *
  * Anything but a complete stream stores nothing: a cut-off stream, an
  * `error` event, data that is not JSON, an event the fold refuses, a line
