@@ -41,7 +41,7 @@ export function flattenedPlaceholder(step: number, toolNames: readonly string[])
 }
 
 /** "read_file, grep (2 calls), 2 more tools and an unnamed tool". */
-export function describeCalls(toolNames: readonly string[]): string {
+function describeCalls(toolNames: readonly string[]): string {
   const counts = new Map<string, number>();
   let unnamed = 0;
   for (const name of toolNames) {
