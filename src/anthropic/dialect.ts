@@ -8,4 +8,6 @@ export const anthropicDialect: Dialect = {
   rewrite: rewriteMessagesRequest,
   sseTap: () => createAnthropicSseTap(),
   jsonTap: (maxBytes) => createAnthropicJsonTap({ maxBytes }),
+  // Anthropic clients only read events that carry an `event:` name.
+  streamErrorEvent: (message) => `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`,
 };

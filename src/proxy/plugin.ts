@@ -308,7 +308,7 @@ export function createPlugin(deps: PluginDeps) {
       // every mid-stream failure cut the connection instead: hardening test, reset mid-stream.)
       // Mid-stream: end the stream with an error event the client's SSE parser reports
       // (Anthropic clients only read events that carry an `event:` name).
-      res.end(state?.surface?.name === 'anthropic' ? anthropicErrorEvent(message) : `data: ${errorBody(message)}\n\n`);
+      res.end(state?.surface?.streamErrorEvent?.(message) ?? `data: ${errorBody(message)}\n\n`);
     } else {
       res.destroy();
     }
@@ -331,9 +331,4 @@ function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean)
     request.setHeader('content-length', String(body.length));
   }
   request.write(body);
-}
-
-/** An error event in the Anthropic streaming format. */
-function anthropicErrorEvent(message: string): string {
-  return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`;
 }

@@ -29,4 +29,9 @@ export interface Dialect {
   sseTap(): ResponseTap;
   /** A fresh tap on a JSON answer, keeping at most maxBytes of it. */
   jsonTap(maxBytes: number): ResponseTap;
+  /**
+   * The SSE bytes that end a stream cut off by an upstream failure, as this dialect's clients
+   * read an error; absent: an OpenAI-style `data: {"error": ...}` line (the proxy's own).
+   */
+  streamErrorEvent?(message: string): string;
 }

@@ -22,4 +22,12 @@ describe('the dialect registry', () => {
     expect(new Set(names).size).toBe(names.length);
     for (const name of names) expect(name).toMatch(/^[a-z][a-z0-9-]*$/);
   });
+
+  it('lets a dialect say how its clients are told a stream broke off (Anthropic: a named error event)', () => {
+    const anthropic = dialectFor('POST', '/anthropic/v1/messages');
+    const event = anthropic?.streamErrorEvent?.('upstream reset') ?? '';
+    expect(event).toBe('event: error\ndata: {"type":"error","error":{"type":"api_error","message":"upstream reset"}}\n\n');
+    // Chat keeps the proxy's own OpenAI-style `data:` line.
+    expect(dialectFor('POST', '/v1/chat/completions')?.streamErrorEvent).toBeUndefined();
+  });
 });
