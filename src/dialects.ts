@@ -1,47 +1,29 @@
 /**
- * The API surfaces the reasoning plugin understands. One plugin, two
- * formats: they share the cache, the store, credential scoping, counters and
- * the degrade/retry policy; only what is format-specific differs (how a
- * request is rewritten, how a response is folded into learned reasoning).
- * Every other path (`/v1/responses` included) gets no surface and passes
+ * The registry: which dialect (reasoning/dialect.ts) serves which request.
+ * Every dialect shares the cache, the store, credential scoping, counters
+ * and the degrade/retry ladder; each one lives in its own folder. A `POST`
+ * whose path matches an entry gets that dialect, the first match winning;
+ * every other request (`/v1/responses` included) gets none and passes
  * through untouched.
  */
-import { rewriteMessagesRequest } from './anthropic/rewrite.js';
-import { createAnthropicJsonTap, createAnthropicSseTap } from './anthropic/fold.js';
-import { rewriteChatRequest, type ReasoningLookup, type RewriteOutcome, type RewritePolicy } from './chat/rewrite.js';
-import type { ResponseTap } from './chat/fold.js';
-import { createJsonTap } from './reasoning/tap/body.js';
-import { createSseTap } from './reasoning/tap/sse.js';
+import { anthropicDialect } from './anthropic/dialect.js';
+import { chatDialect } from './chat/dialect.js';
+import type { Dialect } from './reasoning/dialect.js';
 
-export interface Surface {
-  readonly name: 'chat' | 'anthropic';
-  rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome;
-  sseTap(): ResponseTap;
-  jsonTap(maxBytes: number): ResponseTap;
+export interface DialectRoute {
+  dialect: Dialect;
+  /** The request paths (query included) it serves, on any intercepted host and in direct mode. */
+  path: RegExp;
 }
 
-export const CHAT_SURFACE: Surface = {
-  name: 'chat',
-  rewrite: rewriteChatRequest,
-  sseTap: () => createSseTap(),
-  jsonTap: (maxBytes) => createJsonTap({ maxBytes }),
-};
+export const DIALECTS: readonly DialectRoute[] = [
+  // MiMo's Anthropic-compatible endpoint: base `https://<host>/anthropic`.
+  { dialect: anthropicDialect, path: /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/ },
+  // OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`).
+  { dialect: chatDialect, path: /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/ },
+];
 
-export const ANTHROPIC_SURFACE: Surface = {
-  name: 'anthropic',
-  rewrite: rewriteMessagesRequest,
-  sseTap: () => createAnthropicSseTap(),
-  jsonTap: (maxBytes) => createAnthropicJsonTap({ maxBytes }),
-};
-
-/** OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`). */
-const CHAT_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
-/** MiMo's Anthropic-compatible endpoint: base `https://<host>/anthropic`. */
-const ANTHROPIC_PATH = /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/;
-
-export function surfaceFor(method: string | undefined, path: string): Surface | undefined {
+export function dialectFor(method: string | undefined, path: string): Dialect | undefined {
   if (method !== 'POST') return undefined;
-  if (ANTHROPIC_PATH.test(path)) return ANTHROPIC_SURFACE;
-  if (CHAT_PATH.test(path)) return CHAT_SURFACE;
-  return undefined;
+  return DIALECTS.find((route) => route.path.test(path))?.dialect;
 }

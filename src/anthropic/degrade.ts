@@ -1,10 +1,11 @@
 /**
  * What to put in place of thinking that was not kept, for an Anthropic
- * assistant turn MiMo would otherwise refuse; the counterpart of ../degrade.ts:
+ * assistant turn MiMo would otherwise refuse; the counterpart of
+ * ../chat/degrade.ts, with the wording of ../reasoning/degrade.ts:
  *
  *   placeholder  an unsigned thinking block specific to its turn (the step's
- *                position and the tools it used; the wording is the chat
- *                surface's, so a constant text never repeats across turns).
+ *                position and the tools it used, so a constant text never
+ *                repeats across turns).
  *   flatten      the tool exchange becomes plain text: the turn loses its
  *                tool_use blocks (keeping its own text, or a short neutral
  *                line so roles still alternate), and each matching tool_result
@@ -16,8 +17,8 @@
  * Pure: functions over the parsed request's plain objects; they return new
  * content arrays and leave their input as it was.
  */
-import { isRecord } from '../chat/types.js';
-import { flattenedPlaceholder, plainPlaceholder, resultText, toolCallPlaceholder } from '../chat/degrade.js';
+import { flattenedPlaceholder, resultText } from '../reasoning/degrade.js';
+import { isRecord } from '../reasoning/json.js';
 import { canonicalInput } from './fingerprint.js';
 import { blocksOf, isBlockOfType, isToolUse, textOf, thinkingOf, toolUseName } from './types.js';
 
@@ -25,18 +26,6 @@ import { blocksOf, isBlockOfType, isToolUse, textOf, thinkingOf, toolUseName } f
 export function thinkingBlock(thinking: string): { type: 'thinking'; thinking: string; signature: string } {
   return { type: 'thinking', thinking, signature: '' };
 }
-
-/** The chat surface's call list shape, so the placeholders share one wording. */
-function asToolCalls(toolUses: readonly unknown[]): Record<string, unknown> {
-  return { tool_calls: toolUses.map((block) => ({ function: { name: toolUseName(block) } })) };
-}
-
-/** "Reasoning for step 3 was not kept; this step called read_file and grep (2 calls)." */
-export function toolUsePlaceholder(step: number, toolUses: readonly unknown[]): string {
-  return toolCallPlaceholder(step, asToolCalls(toolUses));
-}
-
-export { plainPlaceholder };
 
 /** A block list without thinking blocks that carry nothing (they would be sent next to the real ones). */
 export function withoutEmptyThinking(blocks: readonly unknown[]): unknown[] {
@@ -115,7 +104,7 @@ export function flattenToolUse(messages: readonly unknown[], index: number, step
   const hasText = kept.some((block) => (textOf(block) ?? '').trim() !== '');
   const assistant: unknown[] = hasText ? kept : [...kept, { type: 'text', text: `(Step ${step} used tools; the calls and their results follow as text.)` }];
   if (plainTurns && !assistant.some((block) => thinkingOf(block) !== undefined)) {
-    assistant.unshift(thinkingBlock(flattenedPlaceholder(step, asToolCalls(toolUses))));
+    assistant.unshift(thinkingBlock(flattenedPlaceholder(step, toolUses.map(toolUseName))));
   }
   return { assistant, users, trailing };
 }

@@ -1,6 +1,7 @@
 /**
  * What identifies an Anthropic assistant turn and the messages before it,
- * for ../match.ts; the counterpart of ../fingerprint.ts for the Messages API.
+ * for ../reasoning/match.ts; the counterpart of ../chat/fingerprint.ts for
+ * the Messages API.
  *
  * The turn digest is the SHA-256 of the canonical form, the JSON
  *   {"text":"<text>","tool_use":[{"input":"<input>","name":"<name>"}, ...]}
@@ -28,11 +29,9 @@
  *              turn has calls).
  * The system prompt is a top-level field, never a message: it does not count.
  */
-import { isRecord } from '../chat/types.js';
-import { canonicalArguments } from '../chat/fingerprint.js';
-import { canonicalJson } from '../reasoning/json.js';
+import { resultText } from '../reasoning/degrade.js';
+import { canonicalArguments, canonicalJson, isRecord } from '../reasoning/json.js';
 import { sha256, type TurnIdentity } from '../reasoning/match.js';
-import { resultText } from '../chat/degrade.js';
 import { blocksOf, isBlockOfType, isToolUse, textOf, toolUseId, toolUseName } from './types.js';
 
 /** The turn's identity, or undefined when it has nothing to be found by. */

@@ -1,9 +1,9 @@
 /**
  * The read-only taps on Anthropic Messages responses, the counterparts of
- * ../tap/sse.ts, ../tap/fold.ts and ../tap/json.ts:
+ * ../chat/fold.ts:
  *
- *   streamed  bytes -> streaming UTF-8 decode -> eventsource-parser -> JSON
- *             per event -> a fold of the events into the one assistant turn:
+ *   streamed  the shared SSE plumbing (../reasoning/tap/sse.ts) feeds each
+ *             parsed event to a fold into the one assistant turn:
  *               message_start           the turn begins (content usually []);
  *               content_block_start     a block at `index`: thinking | text |
  *                                       tool_use (id, name, input) | redacted_thinking;
@@ -23,17 +23,14 @@
  * anything else stores nothing: a cut-off stream, an `error` event or object,
  * data that is not JSON, a line or body past its bound. Never throws.
  */
-import { hasReasoning, isRecord, type Learned } from '../chat/types.js';
-import type { ResponseTap } from '../chat/fold.js';
-import { createBodyTap, DEFAULT_MAX_JSON_BYTES, successBody } from '../reasoning/tap/body.js';
-import { createFoldingSseTap } from '../reasoning/tap/sse.js';
+import type { ResponseTap } from '../reasoning/dialect.js';
+import { isRecord } from '../reasoning/json.js';
+import { hasReasoning, type TurnReasoning } from '../reasoning/match.js';
+import { createBodyTap, successBody } from '../reasoning/tap/body.js';
+import { createFoldingSseTap, DEFAULT_MAX_FOLDED_CHARS, type SseTapOptions } from '../reasoning/tap/sse.js';
 import { anthropicTurnIdentity } from './fingerprint.js';
 import { thinkingBlocksOf, encodeThinking, type AnthropicMessage, type ThinkingBlock } from './types.js';
 
-export type { ResponseTap } from '../chat/fold.js';
-
-/** Folded text past this many characters (all blocks) poisons the fold: bounded memory. */
-export const DEFAULT_MAX_FOLDED_CHARS = 32 * 1024 * 1024;
 /** More content blocks than this in one turn is not a turn we know. */
 export const MAX_BLOCKS = 1024;
 
@@ -247,7 +244,7 @@ function toolInput(block: BlockState): unknown {
  * when it has none the OpenAI-style reasoning it came with (one unsigned block).
  * Undefined when it has no thinking or no key of its own.
  */
-export function learnedFromTurn(turn: AnthropicMessage, looseReasoning = ''): Learned | undefined {
+export function learnedFromTurn(turn: AnthropicMessage, looseReasoning = ''): TurnReasoning | undefined {
   const identity = isRecord(turn) ? anthropicTurnIdentity(turn) : undefined;
   if (identity === undefined) return undefined;
   const content = Array.isArray(turn['content']) ? turn['content'] : [];
@@ -257,12 +254,7 @@ export function learnedFromTurn(turn: AnthropicMessage, looseReasoning = ''): Le
   return { identity, reasoning: encodeThinking(thinking) };
 }
 
-export interface AnthropicSseTapOptions {
-  maxLineBytes?: number;
-  maxFoldedChars?: number;
-}
-
-export function createAnthropicSseTap(options: AnthropicSseTapOptions = {}): ResponseTap {
+export function createAnthropicSseTap(options: SseTapOptions = {}): ResponseTap {
   const fold = createAnthropicFold({ maxFoldedChars: options.maxFoldedChars });
   return createFoldingSseTap(
     {
@@ -281,11 +273,11 @@ export function createAnthropicSseTap(options: AnthropicSseTapOptions = {}): Res
 }
 
 export function createAnthropicJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
-  return createBodyTap(learnedFromMessageBody, options.maxBytes ?? DEFAULT_MAX_JSON_BYTES);
+  return createBodyTap(learnedFromMessageBody, options.maxBytes);
 }
 
 /** Learned entries from a whole Messages response body; undefined when it is not a message (error, invalid JSON). */
-export function learnedFromMessageBody(body: Uint8Array): Learned[] | undefined {
+export function learnedFromMessageBody(body: Uint8Array): TurnReasoning[] | undefined {
   const parsed = successBody(body);
   if (!parsed) return undefined;
   if (!Array.isArray(parsed['content'])) return undefined;

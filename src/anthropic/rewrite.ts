@@ -1,10 +1,10 @@
 /**
- * The request side of the Anthropic surface (`POST /anthropic/v1/messages`):
- * puts remembered thinking blocks back into assistant turns that have
- * tool_use blocks but no thinking, and degrades (degrade.ts) those whose
- * thinking is not remembered, so MiMo does not answer its 400 "The
- * reasoning_content in the thinking mode must be passed back". The
- * counterpart of ../rewrite.ts, with the same policy and outcome types.
+ * The request side of the Anthropic dialect (`POST /anthropic/v1/messages`):
+ * what an assistant turn of the Messages API is to the turn loop
+ * (../reasoning/turns.ts), which puts remembered thinking blocks back into
+ * turns that have tool_use blocks but no thinking, and degrades (degrade.ts)
+ * those whose thinking is not remembered, so MiMo does not answer its 400
+ * "The reasoning_content in the thinking mode must be passed back".
  *
  * A turn counts as having thinking when it has a thinking block with
  * non-whitespace text (or a non-empty redacted_thinking block): such a turn
@@ -19,119 +19,66 @@
  * signatures ('' when MiMo gave none); empty thinking blocks the client left
  * there are dropped. Turns whose content is a string have no tool_use and are
  * left alone, unless `plainTurns` asks for every assistant turn.
- *
- * No change -> the very Buffer it was given. Pure, and never throws.
  */
-import { isRecord } from '../chat/types.js';
-import { ContextWindows, lookupKeys, type Learned } from '../reasoning/match.js';
-import { neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from '../chat/rewrite.js';
-import { flattenToolUse, isEmptyThinking, plainPlaceholder, thinkingBlock, toolUsePlaceholder, withoutEmptyThinking } from './degrade.js';
+import { isRecord } from '../reasoning/json.js';
+import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from '../reasoning/rewrite.js';
+import { rewriteTurns, type Alternative, type Edits, type TurnDialect } from '../reasoning/turns.js';
+import { flattenToolUse, isEmptyThinking, thinkingBlock, withoutEmptyThinking } from './degrade.js';
 import { anthropicContextForm, anthropicTurnIdentity } from './fingerprint.js';
-import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, type ThinkingBlock } from './types.js';
+import { decodeThinking, encodeThinking, hasOwnThinking, isToolUse, textOf, thinkingBlocksOf, toolUseName, type ThinkingBlock } from './types.js';
 
-export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
-  return neverThrowing(() => rewrite(body, lookup, policy));
+/** An assistant turn: its message, and its content as blocks (a string content as one text block). */
+export interface AnthropicTurn {
+  message: Record<string, unknown>;
+  content: unknown[];
 }
 
-function rewrite(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
-  const parsed = parseMessages(body);
-  if ('kind' in parsed) return parsed;
-  const { request, messages } = parsed;
-  const windows = new ContextWindows(messages, anthropicContextForm);
+export const anthropicTurns: TurnDialect<AnthropicTurn, ThinkingBlock[]> = {
+  contextForm: anthropicContextForm,
+  turn(message, plainTurns) {
+    const content = message['content'];
+    if (Array.isArray(content)) return { message, content };
+    if (plainTurns && typeof content === 'string' && content.trim() !== '') return { message, content: [{ type: 'text', text: content }] };
+    return undefined;
+  },
+  ownReasoning: ({ content }) => (hasOwnThinking(content) ? encodeThinking(thinkingBlocksOf(content)) : undefined),
+  identity: ({ content }) => anthropicTurnIdentity({ content }),
+  toolNames: ({ content }) => content.filter(isToolUse).map(toolUseName),
+  decode: decodeThinking,
+  alternative: ({ content }) => demotedThinking(content),
+  putBack: ({ message, content }, found) => ({ ...message, content: restore(content, found) }),
+  withPlaceholder: ({ message, content }, text) => ({ ...message, content: [thinkingBlock(text), ...withoutEmptyThinking(content)] }),
+  flatten(messages, index, step, plainTurns) {
+    const flat = flattenToolUse(messages, index, step, plainTurns);
+    const edits: Edits = new Map();
+    edits.set(index, [withContent(messages[index], flat.assistant), ...(flat.trailing ? [flat.trailing] : [])]);
+    for (const [at, blocks] of flat.users) edits.set(at, [withContent(messages[at], blocks)]);
+    return edits;
+  },
+};
 
-  const disabled = thinkingDisabled(request);
-  const plainTurns = policy.plainTurns === true;
-  const changes: RewriteChanges = { injected: 0, placeholders: 0, flattened: 0, missing: 0 };
-  const learned: Learned[] = [];
-  /** User turns appended after a flattened turn that had no user turn after it: index -> turn. */
-  const appended = new Map<number, Record<string, unknown>>();
-  let step = 0;
-
-  for (let i = 0; i < messages.length; i++) {
-    const message: unknown = messages[i];
-    if (!isRecord(message) || message['role'] !== 'assistant') continue;
-    step++;
-    const original = message['content'];
-    let content: unknown[];
-    if (Array.isArray(original)) content = original;
-    else if (plainTurns && typeof original === 'string' && original.trim() !== '') content = [{ type: 'text', text: original }];
-    else continue;
-
-    if (hasOwnThinking(content)) {
-      const identity = anthropicTurnIdentity(message);
-      if (identity) learned.push({ identity, reasoning: encodeThinking(thinkingBlocksOf(content)), context: windows.before(i), upstreamIds: false });
-      continue;
-    }
-
-    // A plain turn is looked up only when the retry asks for plain turns: its fingerprint is
-    // its text alone, and a short reply would find another conversation's thinking.
-    const toolUses = content.filter(isToolUse);
-    if (toolUses.length === 0 && !plainTurns) continue;
-
-    const found = find(content, lookup, () => windows.before(i));
-    // Later turns' contexts are the messages as the client sent them, not as changed here.
-    windows.keep(i);
-    if (found !== undefined) {
-      message['content'] = restore(content, found);
-      changes.injected++;
-      continue;
-    }
-
-    changes.missing++;
-    if (disabled) continue;
-    if (toolUses.length === 0) {
-      message['content'] = [thinkingBlock(plainPlaceholder(step)), ...withoutEmptyThinking(content)];
-      changes.placeholders++;
-    } else if (policy.degrade === 'placeholder') {
-      message['content'] = [thinkingBlock(toolUsePlaceholder(step, toolUses)), ...withoutEmptyThinking(content)];
-      changes.placeholders++;
-    } else {
-      const flat = flattenToolUse(messages, i, step, plainTurns);
-      message['content'] = flat.assistant;
-      for (const [index, blocks] of flat.users) {
-        const user = messages[index];
-        windows.keep(index);
-        if (isRecord(user)) user['content'] = blocks;
-      }
-      if (flat.trailing) appended.set(i, flat.trailing);
-      changes.flattened++;
-    }
-  }
-
-  const context = windows.end();
-  if (changes.injected + changes.placeholders + changes.flattened === 0) {
-    return { kind: 'unchanged', body, learned, context, changes };
-  }
-  if (appended.size > 0) {
-    const next: unknown[] = [];
-    for (let i = 0; i < messages.length; i++) {
-      next.push(messages[i]);
-      const extra = appended.get(i);
-      if (extra) next.push(extra);
-    }
-    request['messages'] = next;
-  }
-  return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, context, changes };
+export function rewriteMessagesRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {
+  return rewriteTurns(body, lookup, policy, anthropicTurns);
 }
 
 /**
- * The remembered thinking of a turn in its conversation (../match.ts), then,
- * in case its first text block before the tool_use is the thinking demoted,
- * that of the turn without the block (accepted only when the block's text is
- * the thinking found).
+ * In case the turn's first text block before its tool_use is its thinking
+ * demoted: the turn without that block, where a value found is accepted only
+ * when the block's text is the thinking found.
  */
-function find(content: unknown[], lookup: ReasoningLookup, context: () => string): ThinkingBlock[] | undefined {
-  const identity = anthropicTurnIdentity({ content });
-  if (identity === undefined) return undefined;
-  const found = safeLookup(lookup, lookupKeys(identity, context));
-  if (found !== undefined) return found;
+function demotedThinking(content: readonly unknown[]): Alternative<ThinkingBlock[]> | undefined {
   const candidate = content.findIndex((block) => isToolUse(block) || (textOf(block) ?? '').trim() !== '');
   const demoted = candidate < 0 ? undefined : textOf(content[candidate]);
   if (demoted === undefined || !content.some(isToolUse)) return undefined;
-  const rest = anthropicTurnIdentity({ content: content.filter((_, i) => i !== candidate) });
-  if (rest === undefined) return undefined;
-  const restored = safeLookup(lookup, lookupKeys(rest, context));
-  return restored !== undefined && thinkingTexts(restored).has(demoted.trim()) ? restored : undefined;
+  const identity = anthropicTurnIdentity({ content: content.filter((_, i) => i !== candidate) });
+  if (identity === undefined) return undefined;
+  return {
+    identity,
+    accept(value) {
+      const found = decodeThinking(value);
+      return found !== undefined && thinkingTexts(found).has(demoted.trim()) ? found : undefined;
+    },
+  };
 }
 
 /** The turn's content with the remembered blocks first, and no demoted copy or empty thinking left. */
@@ -153,11 +100,7 @@ function thinkingTexts(blocks: readonly ThinkingBlock[]): Set<string> {
   return texts;
 }
 
-function safeLookup(lookup: ReasoningLookup, keys: Iterable<string>): ThinkingBlock[] | undefined {
-  try {
-    const value = lookup(keys);
-    return typeof value === 'string' ? decodeThinking(value) : undefined;
-  } catch {
-    return undefined;
-  }
+/** A message with new content, everything else as it came. */
+function withContent(message: unknown, content: unknown[]): unknown {
+  return isRecord(message) ? { ...message, content } : message;
 }

@@ -9,11 +9,11 @@
  * survive), so the stored string is the JSON
  *   {"anthropic_thinking":[{"type":"thinking","thinking":"…","signature":"…"}, ...]}
  * holding the turn's thinking and redacted_thinking blocks in order, exactly as
- * they are put back.
+ * they are put back. Values stored by the chat dialect never reach this one:
+ * the cache scopes the two apart.
  */
-import { hasReasoning, isRecord } from '../chat/types.js';
-
-export type { Learned } from '../chat/types.js';
+import { isRecord } from '../reasoning/json.js';
+import { hasReasoning } from '../reasoning/match.js';
 
 /** One block of an array-form `content` (text, thinking, tool_use, tool_result, image, ...). */
 export interface ContentBlock {
@@ -25,13 +25,6 @@ export interface AnthropicMessage {
   role?: unknown;
   /** A string (text only) or an array of blocks. */
   content?: unknown;
-  [field: string]: unknown;
-}
-
-export interface MessagesRequest {
-  messages?: unknown;
-  /** `{type: 'enabled', budget_tokens}` | `{type: 'disabled'}`; absent means on for MiMo's current models. */
-  thinking?: unknown;
   [field: string]: unknown;
 }
 
@@ -127,14 +120,14 @@ export function encodeThinking(blocks: readonly ThinkingBlock[]): string {
 
 /**
  * The thinking blocks a stored string stands for, or undefined when it holds
- * none worth putting back. A string that is not our encoding is reasoning
- * text learned on the chat surface (same credential, same tool call id): it is
- * MiMo's thinking for that turn, so it comes back as one unsigned thinking block.
+ * none worth putting back. Only this dialect's encoding is read: the cache
+ * scopes the two dialects apart (../reasoning/exchange.ts), so a string that
+ * is not our encoding is not thinking this dialect learned.
  */
 export function decodeThinking(value: string): ThinkingBlock[] | undefined {
   if (typeof value !== 'string') return undefined;
   const encoded = parseEncoded(value);
-  if (encoded === undefined) return hasReasoning(value) ? [{ type: 'thinking', thinking: value, signature: '' }] : undefined;
+  if (encoded === undefined) return undefined;
   const blocks = thinkingBlocksOf(encoded);
   return blocks.length > 0 ? blocks : undefined;
 }
@@ -150,23 +143,4 @@ function parseEncoded(value: string): unknown[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The thinking text of blocks (redacted ones have none), joined by blank lines: for logs and tests. */
-export function thinkingText(blocks: readonly ThinkingBlock[]): string {
-  return blocks
-    .filter((block): block is Extract<ThinkingBlock, { type: 'thinking' }> => block.type === 'thinking')
-    .map((block) => block.thinking)
-    .join('\n\n');
-}
-
-/**
- * A stored value as chat-surface reasoning text: our encoding -> its thinking
- * text; anything else is already reasoning text. For the chat surface, should
- * it ever find a value this surface stored (the `id:` namespace is shared).
- */
-export function storedReasoningText(value: string): string {
-  const encoded = typeof value === 'string' ? parseEncoded(value) : undefined;
-  if (encoded === undefined) return value;
-  return thinkingText(thinkingBlocksOf(encoded));
 }

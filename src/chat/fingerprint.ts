@@ -1,6 +1,6 @@
 /**
  * What identifies a chat-completions assistant turn and the messages before
- * it, for match.ts (which builds the cache keys from both).
+ * it, for ../reasoning/match.ts (which builds the cache keys from both).
  *
  * The turn digest is the SHA-256 of the canonical form, the JSON
  *   {"content":"<text>","tool_calls":[{"arguments":"<args>","name":"<name>"}, ...]}
@@ -25,11 +25,9 @@
  *                has none: never its reasoning, ids or other fields;
  *   system, developer  not counted (clients rewrite system prompts).
  */
-import { contentText, isRecord, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './types.js';
-import { canonicalJson } from '../reasoning/json.js';
+import { canonicalArguments, canonicalJson, isRecord } from '../reasoning/json.js';
 import { sha256, type TurnIdentity } from '../reasoning/match.js';
-
-export { canonicalJson };
+import { contentText, toolCallArguments, toolCallId, toolCallName, toolCallsOf } from './types.js';
 
 /**
  * A message with neither tool calls nor text has nothing of its own to be
@@ -66,17 +64,6 @@ export function canonicalMessage(message: unknown): string {
 
 function canonicalCalls(message: Record<string, unknown>): { arguments: string; name: string }[] {
   return toolCallsOf(message).map((call) => ({ arguments: canonicalArguments(toolCallArguments(call)), name: toolCallName(call) }));
-}
-
-/** Arguments parsed and re-serialised with sorted keys; the trimmed raw string when they do not parse. */
-export function canonicalArguments(raw: string): string {
-  const trimmed = raw.trim();
-  if (trimmed === '') return '';
-  try {
-    return canonicalJson(JSON.parse(trimmed));
-  } catch {
-    return trimmed;
-  }
 }
 
 /** A message's context form (see the header), or undefined for one that does not count. */

@@ -1,25 +1,29 @@
 /**
- * Folds streamed chat-completion chunks (already parsed from `data:` lines)
- * into whole assistant messages, one per choice index:
- *   reasoning_content and content pieces are appended;
- *   tool_calls pieces are merged by their `index`: the first piece carries
- *   id, type and function.name, later ones append function.arguments (and
- *   any name pieces, except a repeat of the whole name, which some
- *   providers send on every piece).
- * Pure and bounded: no I/O; a chunk it cannot trust poisons the fold.
+ * The read-only taps on chat-completions responses:
+ *
+ *   streamed  the shared SSE plumbing (../reasoning/tap/sse.ts) feeds each
+ *             parsed chunk to a fold into whole assistant messages, one per
+ *             choice index:
+ *               reasoning_content and content pieces are appended;
+ *               tool_calls pieces are merged by their `index`: the first
+ *               piece carries id, type and function.name, later ones append
+ *               function.arguments (and any name pieces, except a repeat of
+ *               the whole name, which some providers send on every piece).
+ *             Complete when `data: [DONE]` was seen, or when every choice has
+ *             a finish_reason by the time the body ends.
+ *   JSON      every `choices[i].message` of a whole completion body.
+ *
+ * Every complete message with reasoning is learned. Pure and bounded: no
+ * I/O; a chunk it cannot trust poisons the fold.
  */
-import type { AssistantMessage, Learned, ToolCall } from './types.js';
-import { hasReasoning, isRecord } from './types.js';
+import { isRecord } from '../reasoning/json.js';
+import { hasReasoning, type TurnReasoning } from '../reasoning/match.js';
+import type { ResponseTap } from '../reasoning/dialect.js';
+import { createBodyTap, successBody } from '../reasoning/tap/body.js';
+import { createFoldingSseTap, DEFAULT_MAX_FOLDED_CHARS, type SseTapOptions } from '../reasoning/tap/sse.js';
 import { chatTurnIdentity } from './fingerprint.js';
+import type { AssistantMessage, ToolCall } from './types.js';
 
-/** A tap on one response body. `end()` -> undefined: incomplete or failed, store nothing. Never throws. */
-export interface ResponseTap {
-  feed(chunk: Uint8Array): void;
-  end(): Learned[] | undefined;
-}
-
-/** Folded text past this many characters (all choices) poisons the fold: bounded memory. */
-export const DEFAULT_MAX_FOLDED_CHARS = 32 * 1024 * 1024;
 /** More choices than this in one stream is not a chat completion we know (n is small). */
 export const MAX_CHOICES = 128;
 /** More tool calls than this in one message is not one we know. */
@@ -177,7 +181,7 @@ function toMessage(state: ChoiceState): AssistantMessage {
 }
 
 /** What to remember for one complete assistant message: undefined when it has no reasoning or no identity of its own. */
-export function learnedFrom(message: AssistantMessage): Learned | undefined {
+export function learnedFrom(message: AssistantMessage): TurnReasoning | undefined {
   if (!isRecord(message)) return undefined;
   const reasoning = message['reasoning_content'];
   if (!hasReasoning(reasoning)) return undefined;
@@ -186,10 +190,47 @@ export function learnedFrom(message: AssistantMessage): Learned | undefined {
 }
 
 /** Learned entries for every folded choice with reasoning, by choice index. */
-export function learnedFromChoices(choices: readonly FoldedChoice[]): Learned[] {
-  const learned: Learned[] = [];
+export function learnedFromChoices(choices: readonly FoldedChoice[]): TurnReasoning[] {
+  const learned: TurnReasoning[] = [];
   for (const choice of choices) {
     const entry = learnedFrom(choice.message);
+    if (entry) learned.push(entry);
+  }
+  return learned;
+}
+
+export function createChatSseTap(options: SseTapOptions = {}): ResponseTap {
+  const fold = createStreamFold({ maxFoldedChars: options.maxFoldedChars });
+  let done = false;
+  return createFoldingSseTap(
+    {
+      add: (data) => fold.add(data),
+      sawDone: () => {
+        done = true;
+      },
+      stopped: () => done,
+      finish: () => (done || fold.allFinished() ? learnedFromChoices(fold.choices()) : undefined),
+    },
+    options,
+  );
+}
+
+export function createChatJsonTap(options: { maxBytes?: number } = {}): ResponseTap {
+  return createBodyTap(learnedFromBody, options.maxBytes);
+}
+
+/** Learned entries from a whole completion body; undefined when it is not one (error, invalid JSON). */
+export function learnedFromBody(body: Uint8Array): TurnReasoning[] | undefined {
+  const parsed = successBody(body);
+  if (!parsed) return undefined;
+  const choices = parsed['choices'];
+  if (!Array.isArray(choices)) return undefined;
+  const learned: TurnReasoning[] = [];
+  for (const choice of choices) {
+    if (!isRecord(choice)) continue;
+    const message = choice['message'];
+    if (!isRecord(message)) continue;
+    const entry = learnedFrom(message);
     if (entry) learned.push(entry);
   }
   return learned;

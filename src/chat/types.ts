@@ -4,7 +4,7 @@
  * missing or of the wrong type, and fields we do not know are kept as they
  * came (the index signatures), so a rewrite never drops what a client sent.
  */
-import { isRawNumber } from '../reasoning/json.js';
+import { isRecord } from '../reasoning/json.js';
 
 export interface FunctionCall {
   name?: unknown;
@@ -26,46 +26,12 @@ export interface ContentPart {
   [field: string]: unknown;
 }
 
-export interface ChatMessage {
-  role?: unknown;
-  content?: unknown;
-  [field: string]: unknown;
-}
-
-export interface AssistantMessage extends ChatMessage {
+export interface AssistantMessage {
   role?: 'assistant' | unknown;
   content?: string | ContentPart[] | null | unknown;
   reasoning_content?: string | null | unknown;
   tool_calls?: ToolCall[] | null | unknown;
-}
-
-export interface ToolMessage extends ChatMessage {
-  role: 'tool';
-  tool_call_id?: unknown;
-}
-
-export interface ChatRequest {
-  messages?: unknown;
-  thinking?: unknown;
   [field: string]: unknown;
-}
-
-/** What a response fold learns about one assistant message: its identity and its reasoning. */
-export type { TurnReasoning as Learned } from '../reasoning/match.js';
-
-/** A plain (non-null, non-array) object; a number kept as its source text (../json.ts) is not one. */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isRawNumber(value);
-}
-
-/**
- * Reasoning worth keeping or counting as "passed back": a string with
- * something besides whitespace. `''`, `' '`, null and absent all count as
- * absent (DeepSeek rejects `''`; a lone space is a gateway's backfill, not
- * the model's reasoning).
- */
-export function hasReasoning(value: unknown): value is string {
-  return typeof value === 'string' && value.trim() !== '';
 }
 
 /** The tool calls of an assistant message, or [] when there are none (null, not an array, empty). */
@@ -81,6 +47,11 @@ export function toolCallName(call: unknown): string {
   if (!isRecord(fn)) return '';
   const name = fn['name'];
   return typeof name === 'string' ? name.trim() : '';
+}
+
+/** The tool names of an assistant message's calls, in order ('' for an unnamed one). */
+export function toolCallNames(message: Record<string, unknown>): string[] {
+  return toolCallsOf(message).map(toolCallName);
 }
 
 /** A tool call's arguments as sent (a JSON string per the API), or '' when absent. */

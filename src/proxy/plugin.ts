@@ -24,7 +24,7 @@ import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
 import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
-import { surfaceFor } from '../dialects.js';
+import { dialectFor } from '../dialects.js';
 import type { Counters } from '../stats.js';
 import type { ConnectRoute } from './routes.js';
 import { openTunnel } from './tunnel.js';
@@ -111,7 +111,7 @@ export function createPlugin(deps: PluginDeps) {
       Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
     }
 
-    const surface = route.kind === 'passthrough' ? undefined : surfaceFor(ctx.clientToProxyRequest.method, options.path);
+    const surface = route.kind === 'passthrough' ? undefined : dialectFor(ctx.clientToProxyRequest.method, options.path);
     const state: RequestState = {
       target: formatHostPort(route.host, route.port),
       aborted: false,

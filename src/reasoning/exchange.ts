@@ -1,6 +1,6 @@
 /**
  * One exchange on a reasoning surface (chat completions, or the Anthropic
- * messages endpoint: surface.ts) through the proxy, from the plugin's side:
+ * messages endpoint: ../dialects.ts) through the proxy, from the plugin's side:
  *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
  *   400 reasoning -> described as a retry (the body to send instead, with the
@@ -13,20 +13,26 @@
  */
 import type http from 'node:http';
 import type { Degrade, ProxyConfig } from '../config.js';
-import type { ReasoningCache } from '../cache/cache.js';
 import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
-import type { RewriteOutcome, RewritePolicy } from '../chat/rewrite.js';
+import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from '../stats.js';
 import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
-import type { Surface } from '../dialects.js';
+import type { Dialect } from './dialect.js';
 import { isReasoningRejection } from './rejection.js';
 import { learnKeys, type Learned, type TurnReasoning } from './match.js';
 
+/** What the exchange needs of the cache (cache/cache.ts is one): scoped lookups and remembering. */
+export interface ReasoningMemory {
+  /** The value under the first of `keys` that has one, reading the keys lazily in order. */
+  lookup(scope: string, keys: Iterable<string>): string | undefined;
+  remember(scope: string, keys: readonly string[], reasoning: string): void;
+}
+
 export interface ReasoningServiceOptions {
   config: Pick<ProxyConfig, 'degrade' | 'maxBodyBytes'>;
-  cache: ReasoningCache;
+  cache: ReasoningMemory;
   counters: Counters;
   log: Logger;
 }
@@ -44,7 +50,7 @@ export class ReasoningService {
   constructor(private readonly options: ReasoningServiceOptions) {}
 
   /** Entries are scoped by credential and by surface: the two formats never feed each other. */
-  exchange(headers: http.IncomingHttpHeaders, surface: Surface): Exchange {
+  exchange(headers: http.IncomingHttpHeaders, surface: Dialect): Exchange {
     const scope = credentialScope(headers);
     return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`);
   }
@@ -63,7 +69,7 @@ export class Exchange {
 
   constructor(
     private readonly options: ReasoningServiceOptions,
-    private readonly surface: Surface,
+    private readonly surface: Dialect,
     private readonly scope: string,
   ) {}
 

@@ -47,6 +47,11 @@ export function isRawNumber(value: unknown): boolean {
   return rawJsonSupported && typeof value === 'object' && value !== null && (api as RawJsonApi).isRawJSON(value);
 }
 
+/** A plain (non-null, non-array) object; a number kept as its source text is not one. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isRawNumber(value);
+}
+
 /** JSON with object keys sorted recursively and no whitespace; a kept number counts as the number it reads as. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
@@ -58,4 +63,19 @@ export function canonicalJson(value: unknown): string {
   }
   // Primitives from JSON.parse: string, number, boolean, null.
   return JSON.stringify(value) ?? 'null';
+}
+
+/**
+ * A call's arguments as a JSON string (chat tool_calls, a string tool_use
+ * input) parsed and re-serialised canonically, so a client that re-serialised
+ * or re-ordered them still matches; the trimmed raw string when they do not parse.
+ */
+export function canonicalArguments(raw: string): string {
+  const trimmed = raw.trim();
+  if (trimmed === '') return '';
+  try {
+    return canonicalJson(JSON.parse(trimmed));
+  } catch {
+    return trimmed;
+  }
 }

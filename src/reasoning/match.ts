@@ -1,7 +1,8 @@
 /**
  * How a put-back is matched to its turn and to its conversation: the cache
- * keys, the same for both dialects (each dialect only says what a turn and a
- * context message look like, in its fingerprint module).
+ * keys, the same for every dialect (each dialect only says what a turn and a
+ * context message look like, in its fingerprint module), and what counts as
+ * a turn's reasoning.
  *
  * A remembered reasoning is put back only when it is provably for the same
  * turn of the same conversation:
@@ -38,6 +39,16 @@ export interface TurnIdentity {
   turn: string;
   /** The turn's tool call ids in order, without repeats or empty ones. */
   ids: readonly string[];
+}
+
+/**
+ * Reasoning worth keeping or counting as "passed back", in every dialect: a
+ * string with something besides whitespace. `''`, `' '`, null and absent all
+ * count as absent (DeepSeek rejects `''`; a lone space is a gateway's
+ * backfill, not the model's reasoning).
+ */
+export function hasReasoning(value: unknown): value is string {
+  return typeof value === 'string' && value.trim() !== '';
 }
 
 /** A turn's reasoning, as a response fold or a request yields it. */
@@ -116,11 +127,6 @@ export class ContextWindows {
       if (digest !== null) window.push(digest);
     }
     return sha256(window.reverse().join(','));
-  }
-
-  /** Digest the message at `index` now, as it is: call before changing it in place. */
-  keep(index: number): void {
-    if (index >= 0 && index < this.#messages.length) this.#digest(index);
   }
 
   /** The context of the turn that answers this request: the window at its end. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
 import { chatContextForm, chatTurnIdentity } from '../../src/chat/fingerprint.js';
 import { ContextWindows, learnKeys, type Learned } from '../../src/reasoning/match.js';
-import type { RewriteOutcome } from '../../src/chat/rewrite.js';
+import type { RewriteOutcome } from '../../src/reasoning/rewrite.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Json = Record<string, any>;
@@ -49,7 +49,7 @@ export interface Entry {
 /**
  * What an exchange learns for the chat turn at `index` of `messages` (the
  * conversation as the request that it answered, or a later one, holds it):
- * the turn's keys in its context, as ../../src/reasoning.ts stores them.
+ * the turn's keys in its context, as ../../src/reasoning/exchange.ts stores them.
  * `upstreamIds`: learned from the upstream's answer (default) or from a request.
  */
 export function chatEntry(messages: readonly unknown[], index: number, reasoning: string, upstreamIds = true): Entry {

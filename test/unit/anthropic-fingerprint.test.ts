@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { anthropicContextForm, anthropicTurnIdentity, canonicalInput, canonicalTurn, identifiableTurn, toolUseIds } from '../../src/anthropic/fingerprint.js';
-import { decodeThinking, encodeThinking, storedReasoningText, thinkingText, type ThinkingBlock } from '../../src/anthropic/types.js';
+import { decodeThinking, encodeThinking, type ThinkingBlock } from '../../src/anthropic/types.js';
 import { chatTurnIdentity } from '../../src/chat/fingerprint.js';
 import { parseJson } from '../../src/reasoning/json.js';
 
@@ -137,12 +137,11 @@ describe('the thinking codec', () => {
     const encoded = encodeThinking(blocks);
     expect(typeof encoded).toBe('string');
     expect(decodeThinking(encoded)).toEqual(blocks);
-    expect(thinkingText(blocks)).toBe('第一段思考：需要城市名。\n\n第二段："引号" 与 \\ 反斜杠');
   });
 
-  it('reads a plain string (reasoning learned on the chat surface) as one unsigned thinking block', () => {
-    expect(decodeThinking('用户想知道天气。')).toEqual([{ type: 'thinking', thinking: '用户想知道天气。', signature: '' }]);
-    expect(decodeThinking('{"other":"json"}')).toEqual([{ type: 'thinking', thinking: '{"other":"json"}', signature: '' }]);
+  it('reads nothing from a value that is not its encoding (the chat dialect is scoped apart)', () => {
+    expect(decodeThinking('用户想知道天气。')).toBeUndefined();
+    expect(decodeThinking('{"other":"json"}')).toBeUndefined();
   });
 
   it('gives nothing for empty thinking, whitespace or a broken encoding with no block left', () => {
@@ -150,13 +149,8 @@ describe('the thinking codec', () => {
     expect(decodeThinking(' \n')).toBeUndefined();
     expect(decodeThinking(encodeThinking([{ type: 'thinking', thinking: ' ', signature: 'x' }]))).toBeUndefined();
     expect(decodeThinking('{"anthropic_thinking":[{"type":"thinking","thinking":5},null,"x"]}')).toBeUndefined();
-    // Our prefix but not JSON: not ours after all, so it is text.
-    expect(decodeThinking('{"anthropic_thinking": oops')?.[0]?.type).toBe('thinking');
-  });
-
-  it('gives the chat surface plain reasoning text for a value this surface stored', () => {
-    expect(storedReasoningText(encodeThinking(blocks))).toBe(thinkingText(blocks));
-    expect(storedReasoningText('聊天接口的思考。')).toBe('聊天接口的思考。');
+    // Our prefix but not JSON: not ours after all.
+    expect(decodeThinking('{"anthropic_thinking": oops')).toBeUndefined();
   });
 
   it('fills in a missing signature as empty', () => {

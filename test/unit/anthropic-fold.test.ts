@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { fixture, prng, randomSplit } from '../support/unit.js';
-import type { Learned } from '../../src/chat/types.js';
+import type { TurnReasoning } from '../../src/reasoning/match.js';
 import { anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
 import { createAnthropicFold, createAnthropicJsonTap, createAnthropicSseTap, learnedFromMessageBody } from '../../src/anthropic/fold.js';
 import { decodeThinking, encodeThinking } from '../../src/anthropic/types.js';
 
 
-function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number; maxFoldedChars?: number }): Learned[] | undefined {
+function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number; maxFoldedChars?: number }): TurnReasoning[] | undefined {
   const tap = createAnthropicSseTap(options);
   for (const chunk of chunks) tap.feed(chunk);
   return tap.end();
@@ -27,15 +27,15 @@ const zhTurnSentBack = {
 };
 
 /** What a fold should learn for `turn` (as a client sends it back) with `reasoning`. */
-function learnedAs(turn: unknown, reasoning: string): Learned {
+function learnedAs(turn: unknown, reasoning: string): TurnReasoning {
   const identity = anthropicTurnIdentity(turn);
   if (!identity) throw new Error('the expected turn has no identity');
   return { identity, reasoning };
 }
 
-const ZH_LEARNED: Learned = learnedAs(zhTurnSentBack, encodeThinking([{ type: 'thinking', thinking: ZH_THINKING, signature: '' }]));
+const ZH_LEARNED: TurnReasoning = learnedAs(zhTurnSentBack, encodeThinking([{ type: 'thinking', thinking: ZH_THINKING, signature: '' }]));
 
-const SIGNED_LEARNED: Learned = learnedAs(
+const SIGNED_LEARNED: TurnReasoning = learnedAs(
   { content: [{ type: 'tool_use', id: 'toolu_weather_01', name: 'get_weather', input: { city: '北京' } }] },
   encodeThinking([
     { type: 'thinking', thinking: '先思考一下：天气查询需要城市名。', signature: 'EqQBCkgIAxABGAIiQL3/签名+Ab==' },

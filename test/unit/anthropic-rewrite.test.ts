@@ -4,7 +4,7 @@ import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic
 import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/reasoning/match.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
 import { encodeThinking, type ThinkingBlock } from '../../src/anthropic/types.js';
-import type { RewritePolicy } from '../../src/chat/rewrite.js';
+import type { RewritePolicy } from '../../src/reasoning/rewrite.js';
 
 
 

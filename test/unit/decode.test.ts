@@ -1,12 +1,11 @@
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { body, fixture, prng, randomSplit } from '../support/unit.js';
-import type { Learned } from '../../src/chat/types.js';
+import type { TurnReasoning } from '../../src/reasoning/match.js';
 import { contentCodings, decodeBody, isEncoded, type Coding } from '../../src/reasoning/encoding.js';
 import { createDecodingTap, decodingTap } from '../../src/reasoning/tap/decode.js';
-import type { ResponseTap } from '../../src/chat/fold.js';
-import { createJsonTap } from '../../src/reasoning/tap/body.js';
-import { createSseTap } from '../../src/reasoning/tap/sse.js';
+import type { ResponseTap } from '../../src/reasoning/dialect.js';
+import { createChatJsonTap, createChatSseTap } from '../../src/chat/fold.js';
 
 const CODINGS: Coding[] = ['gzip', 'deflate', 'br', 'zstd'];
 const MiB = 1024 * 1024;
@@ -26,7 +25,7 @@ function counting(): ResponseTap & { fed: number; ended: number } {
     feed(chunk: Uint8Array) {
       tap.fed += chunk.length;
     },
-    end(): Learned[] | undefined {
+    end(): TurnReasoning[] | undefined {
       tap.ended++;
       return [];
     },
@@ -97,13 +96,13 @@ describe('decodeBody', () => {
 describe('the decoding tap', () => {
   const sse = fixture('tool-calls-zh.sse');
   const expected = (() => {
-    const tap = createSseTap();
+    const tap = createChatSseTap();
     tap.feed(sse);
     return tap.end();
   })();
 
   it('hands an identity body to the inner tap as is, synchronously', () => {
-    const tap = decodingTap([], createSseTap());
+    const tap = decodingTap([], createChatSseTap());
     tap.feed(sse);
     expect(tap.end()).toEqual(expected);
   });
@@ -113,14 +112,14 @@ describe('the decoding tap', () => {
       expect(expected).toHaveLength(1);
       const random = prng(coding.length * 7919);
       for (let round = 0; round < 5; round++) {
-        const tap = createDecodingTap([coding], createSseTap());
+        const tap = createDecodingTap([coding], createChatSseTap());
         for (const piece of randomSplit(encode(coding, sse), random, 12)) tap.feed(piece);
         expect(await tap.end()).toEqual(expected);
       }
     });
 
     it(`learns from a ${coding} JSON answer`, async () => {
-      const tap = createDecodingTap([coding], createJsonTap(), { maxDecodedBytes: MiB });
+      const tap = createDecodingTap([coding], createChatJsonTap(), { maxDecodedBytes: MiB });
       tap.feed(encode(coding, body(COMPLETION)));
       const learned = await tap.end();
       expect(learned).toHaveLength(1);
@@ -129,7 +128,7 @@ describe('the decoding tap', () => {
   }
 
   it('learns from stacked codings', async () => {
-    const tap = createDecodingTap(['gzip', 'br'], createSseTap());
+    const tap = createDecodingTap(['gzip', 'br'], createChatSseTap());
     tap.feed(zlib.brotliCompressSync(zlib.gzipSync(sse)));
     expect(await tap.end()).toEqual(expected);
   });
@@ -140,7 +139,7 @@ describe('the decoding tap', () => {
     corrupt[Math.floor(corrupt.length / 2)]! ^= 0xff;
     for (const bytes of [corrupt, gz.subarray(0, gz.length - 4)]) {
       const reasons: string[] = [];
-      const tap = createDecodingTap(['gzip'], createSseTap(), { onGiveUp: (reason) => reasons.push(reason) });
+      const tap = createDecodingTap(['gzip'], createChatSseTap(), { onGiveUp: (reason) => reasons.push(reason) });
       tap.feed(bytes);
       expect(await tap.end()).toBeUndefined();
       expect(reasons).toEqual(['invalid']);
@@ -172,7 +171,7 @@ describe('the decoding tap', () => {
 
   it('does not let the bytes it was given change under it', async () => {
     const gz = encode('gzip', sse);
-    const tap = createDecodingTap(['gzip'], createSseTap());
+    const tap = createDecodingTap(['gzip'], createChatSseTap());
     const chunk = Buffer.from(gz);
     tap.feed(chunk);
     chunk.fill(0);

@@ -1,24 +1,26 @@
 import { describe, expect, it } from 'vitest';
-import { flattenToolExchange, plainPlaceholder, resultText, toolCallPlaceholder } from '../../src/chat/degrade.js';
+import { flattenToolExchange } from '../../src/chat/degrade.js';
+import { toolCallNames } from '../../src/chat/types.js';
+import { plainPlaceholder, resultText, toolCallPlaceholder } from '../../src/reasoning/degrade.js';
 
 const call = (id: string, name: string, args = '{}') => ({ id, type: 'function', function: { name, arguments: args } });
 
 describe('placeholders', () => {
   it('name the step and the tools it called', () => {
-    const text = toolCallPlaceholder(3, { tool_calls: [call('a', 'read_file'), call('b', 'grep')] });
+    const text = toolCallPlaceholder(3, toolCallNames({ tool_calls: [call('a', 'read_file'), call('b', 'grep')] }));
     expect(text).toBe('Reasoning for step 3 was not kept; this step called read_file and grep.');
   });
 
   it('count repeated tools, cap the list and mention unnamed calls', () => {
     const calls = [call('a', 'grep'), call('b', 'grep'), call('c', 't1'), call('d', 't2'), call('e', 't3'), call('f', 't4'), call('g', 't5'), call('h', '')];
-    const text = toolCallPlaceholder(7, { tool_calls: calls });
+    const text = toolCallPlaceholder(7, toolCallNames({ tool_calls: calls }));
     expect(text).toBe('Reasoning for step 7 was not kept; this step called grep (2 calls), t1, t2, t3, 2 more tools and an unnamed tool.');
-    expect(toolCallPlaceholder(1, { tool_calls: [null] })).toContain('called an unnamed tool');
+    expect(toolCallPlaceholder(1, toolCallNames({ tool_calls: [null] }))).toContain('called an unnamed tool');
   });
 
   it('differ between steps, even for the same tools and for plain turns', () => {
     const message = { tool_calls: [call('a', 'read_file')] };
-    const texts = new Set([toolCallPlaceholder(1, message), toolCallPlaceholder(2, message), plainPlaceholder(1), plainPlaceholder(2)]);
+    const texts = new Set([toolCallPlaceholder(1, toolCallNames(message)), toolCallPlaceholder(2, toolCallNames(message)), plainPlaceholder(1), plainPlaceholder(2)]);
     expect(texts.size).toBe(4);
     for (const text of texts) expect(text.trim().length).toBeGreaterThan(0);
   });

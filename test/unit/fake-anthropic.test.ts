@@ -227,7 +227,7 @@ describe('the Anthropic taps and rewrite against the fake', () => {
       expect(outcome.kind).not.toBe('skipped');
       if (outcome.kind === 'skipped') return;
       expect(outcome.changes.missing, `round ${round}`).toBe(0);
-      // Learned as the proxy does (reasoning.ts): turns sent with their thinking, then the answer in the request's context.
+      // Learned as the proxy does (reasoning/exchange.ts): turns sent with their thinking, then the answer in the request's context.
       for (const entry of outcome.learned) for (const key of learnKeys(entry)) cache.set(key, entry.reasoning);
       sent = JSON.parse(outcome.body.toString('utf8'));
       const reply = await post(undefined, outcome.body.toString('utf8'));

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { AssistantMessage } from '../../src/chat/types.js';
-import { canonicalArguments, canonicalMessage, chatContextForm, chatTurnIdentity, identifiable, toolCallIds } from '../../src/chat/fingerprint.js';
-import { parseJson } from '../../src/reasoning/json.js';
+import { canonicalMessage, chatContextForm, chatTurnIdentity, identifiable, toolCallIds } from '../../src/chat/fingerprint.js';
+import { canonicalArguments, parseJson } from '../../src/reasoning/json.js';
 
 const call = (id: string, name: string, args: string) => ({ id, type: 'function', function: { name, arguments: args } });
 const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');

@@ -1,22 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { fixture, prng, randomSplit } from '../support/unit.js';
-import type { Learned } from '../../src/chat/types.js';
+import type { TurnReasoning } from '../../src/reasoning/match.js';
 import { chatTurnIdentity } from '../../src/chat/fingerprint.js';
-import { createStreamFold } from '../../src/chat/fold.js';
-import { createJsonTap } from '../../src/reasoning/tap/body.js';
-import { createSseTap } from '../../src/reasoning/tap/sse.js';
+import { createChatJsonTap, createChatSseTap, createStreamFold } from '../../src/chat/fold.js';
 
 
 /** What a fold should learn for `message` (as a client sends it back) with `reasoning`. */
-function learnedAs(message: Parameters<typeof chatTurnIdentity>[0], reasoning: string): Learned {
+function learnedAs(message: Parameters<typeof chatTurnIdentity>[0], reasoning: string): TurnReasoning {
   const identity = chatTurnIdentity(message);
   if (!identity) throw new Error('the expected message has no identity');
   return { identity, reasoning };
 }
 
 /** Feeds the chunks to a fresh SSE tap and returns what it learned. */
-function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number }): Learned[] | undefined {
-  const tap = createSseTap(options);
+function tapAll(chunks: readonly Uint8Array[], options?: { maxLineBytes?: number }): TurnReasoning[] | undefined {
+  const tap = createChatSseTap(options);
   for (const chunk of chunks) tap.feed(chunk);
   return tap.end();
 }
@@ -152,7 +150,7 @@ describe('the SSE tap', () => {
   });
 
   it('ignores data after [DONE] and calls to feed after end', () => {
-    const tap = createSseTap();
+    const tap = createChatSseTap();
     tap.feed(fixture('finish-no-done.sse'));
     tap.feed(Buffer.from('data: [DONE]\n\ndata: not json\n\n'));
     const learned = tap.end();
@@ -166,7 +164,7 @@ describe('the SSE tap', () => {
     const events = bytes.toString('utf8').split('\n\n').filter(Boolean).map((e) => Buffer.from(`${e}\n\n`));
     const times: number[] = [];
     for (let round = 0; round < 200; round++) {
-      const tap = createSseTap();
+      const tap = createChatSseTap();
       for (const event of events) {
         const start = process.hrtime.bigint();
         tap.feed(event);
@@ -212,8 +210,8 @@ describe('the stream fold', () => {
 
 describe('the JSON tap', () => {
   const body = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
-  const tapJson = (bytes: Buffer, options?: { maxBytes?: number }): Learned[] | undefined => {
-    const tap = createJsonTap(options);
+  const tapJson = (bytes: Buffer, options?: { maxBytes?: number }): TurnReasoning[] | undefined => {
+    const tap = createChatJsonTap(options);
     for (let i = 0; i < bytes.length; i += 7) tap.feed(bytes.subarray(i, i + 7));
     return tap.end();
   };

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { body, chatEntry, entriesOf, memory, rewritten, type Entry, type Json } from '../support/unit.js';
 import { chatContextForm, chatTurnIdentity } from '../../src/chat/fingerprint.js';
 import { ContextWindows, CONTEXT_WINDOW, lookupKeys, type TurnIdentity } from '../../src/reasoning/match.js';
-import { rewriteChatRequest, thinkingDisabled, type RewritePolicy } from '../../src/chat/rewrite.js';
+import { rewriteChatRequest } from '../../src/chat/rewrite.js';
+import { thinkingDisabled, type RewritePolicy } from '../../src/reasoning/rewrite.js';
 
 
 const call = (id: string, name: string, args: string) => ({ id, type: 'function', function: { name, arguments: args } });

@@ -9,14 +9,14 @@
  * decoder is destroyed at once), learns nothing. Never throws, never rejects.
  */
 import type { Transform } from 'node:stream';
-import type { Learned } from '../../chat/types.js';
+import type { ResponseTap } from '../dialect.js';
 import { createDecoder, type Coding } from '../encoding.js';
-import type { ResponseTap } from '../../chat/fold.js';
+import type { TurnReasoning } from '../match.js';
 
 /** A response tap as the exchange drives it: end() may wait for a decoder; abort() drops everything. */
 export interface LearningTap {
   feed(chunk: Uint8Array): void;
-  end(): Learned[] | undefined | Promise<Learned[] | undefined>;
+  end(): TurnReasoning[] | undefined | Promise<TurnReasoning[] | undefined>;
   abort(): void;
 }
 
@@ -42,8 +42,8 @@ export function createDecodingTap(codings: readonly Coding[], inner: ResponseTap
   let failed = false;
   let sawEnd = false;
   let ending = false;
-  let settle: (learned: Learned[] | undefined) => void = () => undefined;
-  const result = new Promise<Learned[] | undefined>((resolve) => {
+  let settle: (learned: TurnReasoning[] | undefined) => void = () => undefined;
+  const result = new Promise<TurnReasoning[] | undefined>((resolve) => {
     settle = resolve;
   });
 

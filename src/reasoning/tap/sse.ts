@@ -1,19 +1,18 @@
 /**
- * The read-only tap on a streamed (`text/event-stream`) chat completion.
- * Bytes -> streaming UTF-8 decode (a character split across chunks is held
- * until it is whole) -> eventsource-parser -> JSON per `data:` event ->
- * fold.ts. The tap only observes: the proxy forwards every chunk as it came.
+ * The read-only tap on a streamed (`text/event-stream`) response, whatever
+ * the dialect. Bytes -> streaming UTF-8 decode (a character split across
+ * chunks is held until it is whole) -> eventsource-parser -> JSON per
+ * `data:` event -> the dialect's fold (an SseFolder, in the dialect's
+ * fold.ts), which also says when the stream is complete. The tap only
+ * observes: the proxy forwards every chunk as it came.
  *
- * Complete when `data: [DONE]` was seen, or when every choice has a
- * finish_reason by the time the body ends. Anything else stores nothing:
- * a cut-off stream, an `error` event or object, data that is not JSON, a
- * line longer than maxLineBytes. It never throws: a tap must not break traffic.
+ * Anything but a complete stream stores nothing: a cut-off stream, an
+ * `error` event, data that is not JSON, an event the fold refuses, a line
+ * longer than maxLineBytes. It never throws: a tap must not break traffic.
  */
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
-import type { Learned } from '../../chat/types.js';
-import { createStreamFold, learnedFromChoices, type ResponseTap, type StreamFold } from '../../chat/fold.js';
-
-export type { ResponseTap } from '../../chat/fold.js';
+import type { ResponseTap } from '../dialect.js';
+import type { TurnReasoning } from '../match.js';
 
 /** One SSE line (or event) past this many bytes poisons the tap instead of growing memory. */
 export const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
@@ -21,9 +20,12 @@ export const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
 const LF = 0x0a;
 const CR = 0x0d;
 
+/** A fold's text past this many characters (all choices or blocks) poisons it: bounded memory. */
+export const DEFAULT_MAX_FOLDED_CHARS = 32 * 1024 * 1024;
+
 export interface SseTapOptions {
   maxLineBytes?: number;
-  /** Bound on the folded text of all choices, see fold.ts. */
+  /** Bound on the folded text, see DEFAULT_MAX_FOLDED_CHARS. */
   maxFoldedChars?: number;
 }
 
@@ -36,23 +38,7 @@ export interface SseFolder {
   /** The stream is complete: later events do not matter. */
   stopped(): boolean;
   /** At the end of the body, unpoisoned: what to learn, or undefined for nothing. */
-  finish(): Learned[] | undefined;
-}
-
-export function createSseTap(options: SseTapOptions = {}): ResponseTap {
-  const fold: StreamFold = createStreamFold({ maxFoldedChars: options.maxFoldedChars });
-  let done = false;
-  return createFoldingSseTap(
-    {
-      add: (data) => fold.add(data),
-      sawDone: () => {
-        done = true;
-      },
-      stopped: () => done,
-      finish: () => (done || fold.allFinished() ? learnedFromChoices(fold.choices()) : undefined),
-    },
-    options,
-  );
+  finish(): TurnReasoning[] | undefined;
 }
 
 /** Bytes -> UTF-8 -> eventsource-parser -> JSON per event -> `folder`, bounded and never throwing. */
@@ -114,7 +100,7 @@ export function createFoldingSseTap(folder: SseFolder, options: { maxLineBytes?:
         poisoned = true;
       }
     },
-    end(): Learned[] | undefined {
+    end(): TurnReasoning[] | undefined {
       if (ended) return undefined;
       ended = true;
       try {
