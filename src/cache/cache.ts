@@ -11,7 +11,12 @@
  * store, for as long as an entry would live.
  *
  * Memory is a bounded LRU (lru-cache) in front of an optional persistent
- * store (store.ts): writes go to both, reads try memory then the store.
+ * store (store.ts): writes go to both, reads try memory then the store. A
+ * write-behind store queues the write (it is written within FLUSH_INTERVAL_MS,
+ * off the request's path) and answers at once, from its queue and its file,
+ * whether the keys memory does not hold are conflicted; what its later flush
+ * finds conflicted (another process may have written meanwhile) it reports
+ * back here, and memory marks those keys too.
  *
  * One memory entry = one reasoning text in one scope, held once, with the
  * keys that lead to it; a side index maps each full key to its entry. So a
@@ -26,7 +31,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { silentLogger, type Logger } from '../log.js';
 import { assertCheckedLimits, type CacheLimits } from './limits.js';
-import { describeFailure, sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning } from './store.js';
+import { describeFailure, sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning, type WriteBehindReasoningStore } from './store.js';
 
 export { DEFAULT_CACHE_LIMITS, validateCacheLimits, type CacheLimits } from './limits.js';
 
@@ -69,6 +74,10 @@ function entrySize(entry: Entry, entryKey: string): number {
 
 function hasFind(store: ReasoningStore): store is ExpiringReasoningStore {
   return typeof (store as Partial<ExpiringReasoningStore>).find === 'function';
+}
+
+function isWriteBehind(store: ReasoningStore | undefined): store is WriteBehindReasoningStore {
+  return typeof (store as Partial<WriteBehindReasoningStore> | undefined)?.enqueue === 'function';
 }
 
 export class ReasoningCache {
@@ -114,6 +123,14 @@ export class ReasoningCache {
       ttlResolution: options.now ? 0 : 1,
       ...(options.now ? { perf: { now: options.now } } : {}),
     });
+    if (isWriteBehind(this.#store)) {
+      this.#store.setListener({
+        conflicted: (fullKeys) => {
+          for (const full of fullKeys) this.#markConflicted(full);
+        },
+        failed: (err) => this.#warn('write', err),
+      });
+    }
   }
 
   /** The reasoning under the first of `keys` that has one: each key in memory, then in the store. */
@@ -152,7 +169,12 @@ export class ReasoningCache {
     if (this.#store !== undefined) {
       try {
         // The store knows keys that memory has dropped (evicted, or learned before a restart).
-        for (const full of this.#store.put(fullKeys, reasoning, this.#now() + this.#limits.ttlMs)) conflicted.add(full);
+        const expiresAt = this.#now() + this.#limits.ttlMs;
+        const fromStore = isWriteBehind(this.#store)
+          ? // Queued for the next flush; only the keys memory knows nothing of are read from the file now.
+            this.#store.enqueue(fullKeys, reasoning, expiresAt, fullKeys.filter((full) => !conflicted.has(full) && this.#textOf(full) === undefined))
+          : this.#store.put(fullKeys, reasoning, expiresAt);
+        for (const full of fromStore) conflicted.add(full);
       } catch (err) {
         this.#warn('write', err);
       }
@@ -244,15 +266,20 @@ export class ReasoningCache {
     };
   }
 
-  /** Close the store; memory is dropped (this cache is done). */
+  /** Write what the store has queued now (it does so by itself within its flush interval, and on close). */
+  flush(): void {
+    if (isWriteBehind(this.#store)) this.#store.flush();
+  }
+
+  /** Close the store (writing what it has queued); memory is dropped (this cache is done). */
   close(): void {
-    this.#lru.clear();
-    this.#index.clear();
-    this.#conflicts.clear();
     try {
       this.#store?.close();
     } catch (err) {
       this.#warn('write', err);
     }
+    this.#lru.clear();
+    this.#index.clear();
+    this.#conflicts.clear();
   }
 }

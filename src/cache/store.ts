@@ -22,6 +22,18 @@
  * every PRUNE_EVERY_WRITES writes; when over a bound, the keys that expire
  * first go, a bounded batch per write.
  *
+ * Write-behind: the cache's writes (enqueue) are queued and written in one
+ * transaction per FLUSH_INTERVAL_MS, or as soon as FLUSH_BATCH puts are
+ * queued (on the next turn of the event loop), or at once past MAX_QUEUED
+ * puts or MAX_QUEUED_BYTES; close() writes what is queued before it closes.
+ * A kill -9 loses at most the puts of the last interval (never the file: each
+ * batch is one transaction). What is queued is answered by find() at once,
+ * and enqueue() checks the keys its caller does not know against the queue and
+ * the file, so a conflict is a miss before and after the flush. The flush runs
+ * the same per-put rules as put() and tells its listener which keys it found
+ * conflicted (another process may have written them meanwhile) or that it failed
+ * (the batch is dropped; memory keeps it, as when a put fails).
+ *
  * Failure policy: a corrupt file, or one that is not ours (not SQLite, a
  * foreign schema, another program's tables), is moved aside with one warning
  * and an empty store takes its place; its contents are never modified. A file
@@ -62,9 +74,35 @@ export interface ExpiringReasoningStore extends ReasoningStore {
   find(fullKey: string, now: number): StoredReasoning | undefined;
 }
 
+/** What a write-behind store reports about writes it made later (from a timer, or at close). */
+export interface StoreListener {
+  /** Keys a flush found conflicted; some may have been answered by enqueue already. */
+  conflicted(fullKeys: string[]): void;
+  /** A flush failed and wrote nothing: its batch is not in the file (memory keeps it). */
+  failed(err: unknown): void;
+}
+
+/** A store whose writes are queued and written in batches (openStore's stores are). */
+export interface WriteBehindReasoningStore extends ExpiringReasoningStore {
+  /**
+   * Queue `reasoning` under `fullKeys`, written by the next flush. Answers at once which of
+   * them are conflicted: every key against the queue, and the keys in `unknownKeys` (default:
+   * all; the caller's memory vouches for the others) against the file. Throws when that read
+   * fails, having queued nothing.
+   */
+  enqueue(fullKeys: readonly string[], reasoning: string, expiresAt: number, unknownKeys?: readonly string[]): string[];
+  /** Write what is queued now, in one transaction (never throws: the listener hears of it). */
+  flush(): void;
+  setListener(listener: StoreListener | undefined): void;
+  /** Puts queued and not yet written. */
+  readonly queued: number;
+}
+
 export interface StoreOptions {
   /** How long to wait for another process's lock before calling the file locked. */
   busyTimeoutMs?: number;
+  /** How long a queued put may wait for its flush (default FLUSH_INTERVAL_MS). */
+  flushIntervalMs?: number;
   /** Wall clock for pruning (default Date.now). */
   now?: () => number;
 }
@@ -86,6 +124,13 @@ const PRUNE_EVERY_WRITES = 256;
 const EVICT_BATCH = 64;
 const EVICT_ROUNDS_PER_WRITE = 8;
 const EXPIRED_BATCH = 1_000;
+/** Queued puts are written at least this often (a kill -9 loses at most this much). */
+export const FLUSH_INTERVAL_MS = 100;
+/** This many queued puts are written on the next turn of the event loop, not after the interval. */
+export const FLUSH_BATCH = 64;
+/** Past this many queued puts, or MAX_QUEUED_BYTES of queued text, enqueue writes at once. */
+export const MAX_QUEUED = 1_024;
+export const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 
 // SQLite primary result codes (https://www.sqlite.org/rescode.html).
 const SQLITE_PERM = 3;
@@ -292,7 +337,17 @@ function openDatabase(file: string, busyTimeoutMs: number): DatabaseSync {
   }
 }
 
-class SqliteReasoningStore implements ExpiringReasoningStore {
+interface QueuedPut {
+  keys: string[];
+  keyBytes: number[];
+  reasoning: string;
+  textBytes: number;
+  /** UTF-8 bytes of the text and keys. */
+  bytes: number;
+  expiresAt: number;
+}
+
+class SqliteReasoningStore implements WriteBehindReasoningStore {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #limits: CacheLimits;
@@ -302,12 +357,23 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
   #writes = 0;
   /** Pruning or eviction failed after the last put committed: retried first by the next put. */
   #maintenanceDue = false;
+  #pruneDue = false;
   #closed = false;
+  readonly #flushIntervalMs: number;
+  /** Puts not yet written, in the order they were learned. */
+  #queue: QueuedPut[] = [];
+  #queuedBytes = 0;
+  /** What each queued key will lead to once written (reasoning undefined: conflicted). */
+  readonly #pending = new Map<string, { reasoning: string | undefined; expiresAt: number }>();
+  #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
+  #listener: StoreListener | undefined;
   readonly #q: Record<
     | 'find'
     | 'insertText'
     | 'selectText'
     | 'selectKey'
+    | 'selectKeyText'
     | 'insertKey'
     | 'updateKey'
     | 'deleteOrphan'
@@ -316,8 +382,9 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
     StatementSync
   >;
 
-  constructor(file: string, db: DatabaseSync, limits: CacheLimits, now: () => number) {
+  constructor(file: string, db: DatabaseSync, limits: CacheLimits, now: () => number, flushIntervalMs: number) {
     this.path = file;
+    this.#flushIntervalMs = flushIntervalMs;
     this.#db = db;
     this.#limits = limits;
     this.#now = now;
@@ -326,6 +393,7 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
       insertText: db.prepare('INSERT OR IGNORE INTO reasoning (hash, bytes, text) VALUES (?, ?, ?)'),
       selectText: db.prepare('SELECT text FROM reasoning WHERE hash = ?'),
       selectKey: db.prepare('SELECT hash, expires_at FROM keys WHERE key = ?'),
+      selectKeyText: db.prepare('SELECT k.hash AS hash, k.expires_at AS expires_at, r.text AS text FROM keys k LEFT JOIN reasoning r ON r.hash = k.hash WHERE k.key = ?'),
       insertKey: db.prepare('INSERT INTO keys (key, hash, expires_at, bytes) VALUES (?, ?, ?, ?)'),
       updateKey: db.prepare('UPDATE keys SET hash = ?, expires_at = ? WHERE key = ?'),
       deleteOrphan: db.prepare('DELETE FROM reasoning WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM keys WHERE hash = ?) RETURNING bytes'),
@@ -350,6 +418,9 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 
   find(fullKey: string, now: number): StoredReasoning | undefined {
     if (this.#closed) return undefined;
+    // Queued and not yet written: the queue knows better than the file.
+    const queued = this.#pending.get(fullKey);
+    if (queued !== undefined && queued.expiresAt > now) return queued.reasoning === undefined ? undefined : { reasoning: queued.reasoning, expiresAt: queued.expiresAt };
     const row = this.#q.find.get(fullKey, now) as { text: string; expires_at: number } | undefined;
     return row === undefined ? undefined : { reasoning: row.text, expiresAt: Number(row.expires_at) };
   }
@@ -360,68 +431,205 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 
   put(fullKeys: readonly string[], reasoning: string, expiresAt: number): string[] {
     if (this.#closed || fullKeys.length === 0) return [];
-    const keys = [...new Set(fullKeys)];
-    const textBytes = Buffer.byteLength(reasoning, 'utf8');
-    const keyBytes = keys.map((k) => Buffer.byteLength(k, 'utf8'));
-    // One entry bigger than the whole budget would only evict everything else.
-    if (textBytes + keyBytes.reduce((a, b) => a + b, 0) > this.#limits.maxBytes) return [];
+    const put = this.#prepare(fullKeys, reasoning, expiresAt);
+    if (put === undefined) return [];
+    // What is queued was learned first: write it first, so the order of puts holds.
+    this.flush();
     // Failing again, it fails this put before anything is learned (and the cache reports it).
     if (this.#maintenanceDue) this.#maintain();
-    const hash = createHash('sha256').update(reasoning, 'utf8').digest('hex');
-    const now = this.#now();
-    const conflicted: string[] = [];
     // Throws when it rolls back: nothing was learned, so nothing is known to be conflicted either.
-    this.#transaction(() => {
-      let bytes = 0;
-      let used = false; // does any key lead to this text after the put?
-      const released = new Set<string>();
-      keys.forEach((key, i) => {
-        const old = this.#q.selectKey.get(key) as { hash: string; expires_at: number } | undefined;
-        if (old === undefined) {
-          this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
-          bytes += keyBytes[i] ?? 0;
-          used = true;
-          return;
-        }
-        const oldExpiresAt = Number(old.expires_at);
-        const stored = old.hash === CONFLICTED || old.hash === hash ? undefined : (this.#q.selectText.get(old.hash) as { text: string } | undefined)?.text;
-        // Expired (not pruned yet), or a text that went missing: nothing to disagree with, start afresh.
-        if (oldExpiresAt <= now || (old.hash !== CONFLICTED && old.hash !== hash && stored === undefined)) {
-          this.#q.updateKey.run(hash, expiresAt, key);
-          if (old.hash !== hash) released.add(old.hash);
-          used = true;
-          return;
-        }
-        const later = Math.max(oldExpiresAt, expiresAt);
-        if (old.hash === hash || (stored !== undefined && sameReasoning(stored, reasoning))) {
-          this.#q.updateKey.run(old.hash, later, key);
-          return;
-        }
-        this.#q.updateKey.run(CONFLICTED, later, key);
-        released.add(old.hash);
-        conflicted.push(key);
-      });
-      let entries = 0;
-      if (used && this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
-        entries++;
-        bytes += textBytes;
-      }
-      const orphans = this.#deleteOrphans(released);
-      return [entries - orphans.entries, bytes - orphans.bytes];
-    });
-    this.#writes++;
-    try {
-      this.#maintain();
-    } catch {
-      // The put itself is committed, and its conflicts must reach the caller: the next put tries again.
-      this.#maintenanceDue = true;
-    }
+    const conflicted = this.#write([put]);
+    this.#afterWrite(1);
     return conflicted;
   }
 
-  /** Prune expired keys every PRUNE_EVERY_WRITES writes, and evict down to the bounds. */
+  enqueue(fullKeys: readonly string[], reasoning: string, expiresAt: number, unknownKeys: readonly string[] = fullKeys): string[] {
+    if (this.#closed || fullKeys.length === 0) return [];
+    const put = this.#prepare(fullKeys, reasoning, expiresAt);
+    if (put === undefined) return [];
+    const now = this.#now();
+    const unknown = new Set(unknownKeys);
+    // Read everything first: a read that throws leaves nothing queued.
+    const states = put.keys.map((key) => this.#pending.get(key) ?? (unknown.has(key) ? this.#stored(key) : undefined));
+    const conflicted: string[] = [];
+    put.keys.forEach((key, i) => {
+      const state = states[i];
+      // Nothing live to disagree with (or an expired one): the key leads to this text.
+      if (state === undefined || state.expiresAt <= now) {
+        this.#pending.set(key, { reasoning, expiresAt });
+        return;
+      }
+      const later = Math.max(state.expiresAt, expiresAt);
+      if (state.reasoning !== undefined && sameReasoning(state.reasoning, reasoning)) {
+        this.#pending.set(key, { reasoning: state.reasoning, expiresAt: later });
+        return;
+      }
+      this.#pending.set(key, { reasoning: undefined, expiresAt: later });
+      conflicted.push(key);
+    });
+    this.#queue.push(put);
+    this.#queuedBytes += put.bytes;
+    this.#schedule();
+    return conflicted;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  setListener(listener: StoreListener | undefined): void {
+    this.#listener = listener;
+  }
+
+  flush(): void {
+    this.#cancelTimers();
+    if (this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    let conflicted: string[];
+    try {
+      if (this.#maintenanceDue) this.#maintain();
+      conflicted = this.#write(batch);
+    } catch (err) {
+      // Rolled back: the batch is not in the file; memory still holds it.
+      this.#notify((l) => l.failed(err));
+      return;
+    } finally {
+      this.#pending.clear();
+    }
+    this.#afterWrite(batch.length);
+    if (conflicted.length > 0) this.#notify((l) => l.conflicted(conflicted));
+  }
+
+  #notify(call: (listener: StoreListener) => void): void {
+    if (this.#listener === undefined) return;
+    try {
+      call(this.#listener);
+    } catch {
+      // a listener's trouble must not undo a write, nor escape a timer
+    }
+  }
+
+  #schedule(): void {
+    if (this.#queue.length >= MAX_QUEUED || this.#queuedBytes >= MAX_QUEUED_BYTES) {
+      this.flush();
+      return;
+    }
+    if (this.#queue.length >= FLUSH_BATCH && this.#immediate === undefined) {
+      this.#immediate = setImmediate(() => this.flush());
+      this.#immediate.unref();
+    }
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.flush(), this.#flushIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  #cancelTimers(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
+    this.#timer = undefined;
+    this.#immediate = undefined;
+  }
+
+  /** A key's state in the file: its text (undefined when conflicted) and expiry; undefined when it leads nowhere. */
+  #stored(key: string): { reasoning: string | undefined; expiresAt: number } | undefined {
+    const row = this.#q.selectKeyText.get(key) as { hash: string; expires_at: number; text: string | null } | undefined;
+    if (row === undefined) return undefined;
+    if (row.hash === CONFLICTED) return { reasoning: undefined, expiresAt: Number(row.expires_at) };
+    // A text that went missing: nothing to disagree with.
+    return row.text === null ? undefined : { reasoning: row.text, expiresAt: Number(row.expires_at) };
+  }
+
+  /** Deduplicated keys with their sizes; undefined for an entry bigger than the whole budget (it would only evict everything else). */
+  #prepare(fullKeys: readonly string[], reasoning: string, expiresAt: number): QueuedPut | undefined {
+    const keys = [...new Set(fullKeys)];
+    const textBytes = Buffer.byteLength(reasoning, 'utf8');
+    const keyBytes = keys.map((k) => Buffer.byteLength(k, 'utf8'));
+    const bytes = textBytes + keyBytes.reduce((a, b) => a + b, 0);
+    if (bytes > this.#limits.maxBytes) return undefined;
+    return { keys, keyBytes, reasoning, textBytes, bytes, expiresAt };
+  }
+
+  /** Write `puts` in order, in one transaction; returns the keys conflicted after them. Throws (having written nothing) when it rolls back. */
+  #write(puts: readonly QueuedPut[]): string[] {
+    const now = this.#now();
+    const conflicted: string[] = [];
+    this.#transaction(() => {
+      let entries = 0;
+      let bytes = 0;
+      for (const put of puts) {
+        const [e, b] = this.#writeOne(put, now, conflicted);
+        entries += e;
+        bytes += b;
+      }
+      return [entries, bytes];
+    });
+    return conflicted;
+  }
+
+  /** One put's rows, inside a transaction; returns its [entries, bytes] delta. */
+  #writeOne(put: QueuedPut, now: number, conflicted: string[]): [number, number] {
+    const { keys, keyBytes, reasoning, textBytes, expiresAt } = put;
+    const hash = createHash('sha256').update(reasoning, 'utf8').digest('hex');
+    let bytes = 0;
+    let used = false; // does any key lead to this text after the put?
+    const released = new Set<string>();
+    keys.forEach((key, i) => {
+      const old = this.#q.selectKey.get(key) as { hash: string; expires_at: number } | undefined;
+      if (old === undefined) {
+        this.#q.insertKey.run(key, hash, expiresAt, keyBytes[i] ?? 0);
+        bytes += keyBytes[i] ?? 0;
+        used = true;
+        return;
+      }
+      const oldExpiresAt = Number(old.expires_at);
+      const stored = old.hash === CONFLICTED || old.hash === hash ? undefined : (this.#q.selectText.get(old.hash) as { text: string } | undefined)?.text;
+      // Expired (not pruned yet), or a text that went missing: nothing to disagree with, start afresh.
+      if (oldExpiresAt <= now || (old.hash !== CONFLICTED && old.hash !== hash && stored === undefined)) {
+        this.#q.updateKey.run(hash, expiresAt, key);
+        if (old.hash !== hash) released.add(old.hash);
+        used = true;
+        return;
+      }
+      const later = Math.max(oldExpiresAt, expiresAt);
+      if (old.hash === hash || (stored !== undefined && sameReasoning(stored, reasoning))) {
+        this.#q.updateKey.run(old.hash, later, key);
+        return;
+      }
+      this.#q.updateKey.run(CONFLICTED, later, key);
+      released.add(old.hash);
+      conflicted.push(key);
+    });
+    let entries = 0;
+    if (used && this.#q.insertText.run(hash, textBytes, reasoning).changes === 1) {
+      entries++;
+      bytes += textBytes;
+    }
+    const orphans = this.#deleteOrphans(released);
+    return [entries - orphans.entries, bytes - orphans.bytes];
+  }
+
+  /** After `puts` committed: prune every PRUNE_EVERY_WRITES puts, evict to the bounds; a failure here is retried by the next write. */
+  #afterWrite(puts: number): void {
+    const before = this.#writes;
+    this.#writes += puts;
+    if (Math.floor(before / PRUNE_EVERY_WRITES) !== Math.floor(this.#writes / PRUNE_EVERY_WRITES)) this.#pruneDue = true;
+    try {
+      this.#maintain();
+    } catch {
+      // The writes themselves are committed, and their conflicts must reach the caller: the next write tries again.
+      this.#maintenanceDue = true;
+    }
+  }
+
+  /** Prune expired keys when due, and evict down to the bounds. */
   #maintain(): void {
-    if (this.#writes % PRUNE_EVERY_WRITES === 0) this.#pruneExpired(this.#now());
+    if (this.#pruneDue) {
+      this.#pruneExpired(this.#now());
+      this.#pruneDue = false;
+    }
     this.#evictToBounds(EVICT_ROUNDS_PER_WRITE);
     this.#maintenanceDue = false;
   }
@@ -496,6 +704,8 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
 
   close(): void {
     if (this.#closed) return;
+    // Nothing queued is lost on a clean stop.
+    this.flush();
     this.#closed = true;
     try {
       // Fold the WAL back so the directory holds one tidy file between runs.
@@ -518,7 +728,7 @@ class SqliteReasoningStore implements ExpiringReasoningStore {
  * STORE_LOCKED when another process still holds it after the busy timeout;
  * replaces an unusable file (moved aside, one warning) with an empty store.
  */
-export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): ExpiringReasoningStore {
+export function openStore(dir: string, limits: CacheLimits, log: Logger, options: StoreOptions = {}): WriteBehindReasoningStore {
   assertCheckedLimits(limits);
   const file = path.join(path.resolve(dir), STORE_FILE);
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
@@ -530,7 +740,7 @@ export function openStore(dir: string, limits: CacheLimits, log: Logger, options
     let db: DatabaseSync | undefined;
     try {
       db = openDatabase(file, busyTimeoutMs);
-      return new SqliteReasoningStore(file, db, limits, now);
+      return new SqliteReasoningStore(file, db, limits, now, options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
     } catch (err) {
       try {
         db?.close();

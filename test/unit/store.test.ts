@@ -363,7 +363,10 @@ describe('openStore', () => {
     const holder = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
     try {
       holder.exec('BEGIN IMMEDIATE'); // another writer holds the lock past our busy timeout
-      for (let i = 0; i < 3; i++) c.remember(SCOPE, [`id:${i}`], CHINESE + i);
+      for (let i = 0; i < 3; i++) {
+        c.remember(SCOPE, [`id:${i}`], CHINESE + i);
+        c.flush(); // what the flush timer does; each flush fails
+      }
     } finally {
       holder.close();
     }
