@@ -1,23 +1,24 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_CACHE_LIMITS, ReasoningCache, type CacheLimits } from '../../src/cache/cache.js';
 import { MimoProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
-import { openStore, type ExpiringReasoningStore, type ReasoningStore } from '../../src/cache/store.js';
+import { FLUSH_BATCH, FLUSH_INTERVAL_MS, MAX_QUEUED, openStore, type ReasoningStore, type WriteBehindReasoningStore } from '../../src/cache/store.js';
 
 const SCOPE = 'k:0123456789abcdef0123456789abcdef';
 const CHINESE = '首先，我需要理解用户的问题。「读取文件」意味着调用 read_file 工具；注意 emoji 🤔 和换行\r\n以及全角：，。';
 
 let tmp: string;
-const open: ExpiringReasoningStore[] = [];
+const open: WriteBehindReasoningStore[] = [];
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mimo-store-'));
 });
 
 afterEach(() => {
+  vi.useRealTimers();
   for (const store of open.splice(0)) store.close();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -26,7 +27,7 @@ function limits(extra: Partial<CacheLimits> = {}): CacheLimits {
   return { ...DEFAULT_CACHE_LIMITS, ...extra };
 }
 
-function store(dir = path.join(tmp, 'data'), l: CacheLimits = limits(), log: Logger = silentLogger, now?: () => number): ExpiringReasoningStore {
+function store(dir = path.join(tmp, 'data'), l: CacheLimits = limits(), log: Logger = silentLogger, now?: () => number): WriteBehindReasoningStore {
   const s = openStore(dir, l, log, { busyTimeoutMs: 50, ...(now ? { now } : {}) });
   open.push(s);
   return s;
@@ -409,5 +410,148 @@ describe('openStore', () => {
     expect(text).not.toContain('call_secret');
     expect(text).not.toContain('首先');
     expect(text).not.toContain(SCOPE);
+  });
+});
+
+describe('write-behind', () => {
+  const LATER = (): number => Date.now() + 3_600_000;
+  const fakeTimers = (): void => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+  };
+
+  it('writes what is queued after the flush interval, in one go, not before', () => {
+    fakeTimers();
+    const s = store();
+    expect(s.enqueue([`${SCOPE}\u0000id:1`, `${SCOPE}\u0000fp:1`], CHINESE, LATER())).toEqual([]);
+    s.enqueue([`${SCOPE}\u0000id:2`], `${CHINESE}2`, LATER());
+    expect(s.queued).toBe(2);
+    expect(recount(s)).toEqual({ entries: 0, bytes: 0 });
+    vi.advanceTimersByTime(FLUSH_INTERVAL_MS - 1);
+    expect(recount(s).entries).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(s.queued).toBe(0);
+    expect(recount(s).entries).toBe(2);
+    expect(s.stats()).toEqual(recount(s));
+    expect(s.get(`${SCOPE}\u0000fp:1`, Date.now())).toBe(CHINESE);
+  });
+
+  it('writes a full batch on the next turn of the event loop, and at once past the queue bound', () => {
+    fakeTimers();
+    const s = store();
+    for (let i = 0; i < FLUSH_BATCH; i++) s.enqueue([`a\u0000id:${i}`], `批 ${i}`, LATER());
+    expect(recount(s).entries).toBe(0);
+    vi.advanceTimersByTime(0); // immediates only: the interval has not passed
+    expect(s.queued).toBe(0);
+    expect(recount(s).entries).toBe(FLUSH_BATCH);
+
+    // No turn of the loop at all (one long synchronous burst): the queue still stays bounded.
+    for (let i = 0; i < MAX_QUEUED; i++) s.enqueue([`b\u0000id:${i}`], `满 ${i}`, LATER());
+    expect(s.queued).toBe(0);
+    expect(recount(s).entries).toBe(FLUSH_BATCH + MAX_QUEUED);
+    expect(s.stats()).toEqual(recount(s));
+  });
+
+  it('writes what is queued on close, so a clean stop loses nothing', () => {
+    fakeTimers();
+    const dir = path.join(tmp, 'data');
+    const c = new ReasoningCache({ limits: limits(), store: store(dir) });
+    c.remember(SCOPE, ['id:1', 'fp:1'], CHINESE);
+    c.close();
+    vi.useRealTimers();
+    const reopened = store(dir);
+    expect(reopened.get(`${SCOPE}\u0000id:1`, Date.now())).toBe(CHINESE);
+    expect(reopened.stats()).toEqual(recount(reopened));
+  });
+
+  it('answers lookups from the queue: a memory miss right after a write still finds it', () => {
+    fakeTimers();
+    const s = store();
+    // Memory holds one entry: the second remember evicts the first from it.
+    const c = new ReasoningCache({ limits: limits({ maxEntries: 1 }), store: s });
+    c.remember(SCOPE, ['id:1'], CHINESE);
+    c.remember(SCOPE, ['id:2'], `${CHINESE}2`);
+    expect(recount(s).entries).toBe(0);
+    expect(c.lookup(SCOPE, ['id:1'])).toBe(CHINESE);
+    expect(c.stats()).toMatchObject({ storeHits: 1 });
+    expect(s.find(`${SCOPE}\u0000id:2`, Date.now())?.reasoning).toBe(`${CHINESE}2`);
+  });
+
+  it('makes a key conflicted with an entry from before a restart a miss, before and after the flush and the next restart', () => {
+    fakeTimers();
+    const dir = path.join(tmp, 'data');
+    const before = new ReasoningCache({ limits: limits(), store: store(dir) });
+    before.remember(SCOPE, ['id:1', 'fp:old'], '重启之前');
+    before.close();
+
+    const s = store(dir);
+    const after = new ReasoningCache({ limits: limits(), store: s });
+    after.remember(SCOPE, ['id:1', 'fp:new'], '重启之后');
+    expect(s.queued).toBe(1);
+    expect(after.lookup(SCOPE, ['id:1'])).toBeUndefined();
+    expect(s.find(`${SCOPE}\u0000id:1`, Date.now())).toBeUndefined();
+    expect(after.lookup(SCOPE, ['fp:new'])).toBe('重启之后');
+    vi.advanceTimersByTime(FLUSH_INTERVAL_MS);
+    expect(s.queued).toBe(0);
+    expect(after.lookup(SCOPE, ['id:1'])).toBeUndefined();
+    expect(s.find(`${SCOPE}\u0000id:1`, Date.now())).toBeUndefined();
+    after.close();
+
+    const next = new ReasoningCache({ limits: limits(), store: store(dir) });
+    expect(next.lookup(SCOPE, ['id:1'])).toBeUndefined();
+    expect(next.lookup(SCOPE, ['fp:old'])).toBe('重启之前');
+    expect(next.lookup(SCOPE, ['fp:new'])).toBe('重启之后');
+  });
+
+  it('tells the cache of a conflict its flush found with what another writer wrote meanwhile', () => {
+    fakeTimers();
+    const dir = path.join(tmp, 'data');
+    const s = store(dir);
+    const c = new ReasoningCache({ limits: limits(), store: s });
+    c.remember(SCOPE, ['id:1'], '这边的');
+    // Another proxy on the same file writes another text under the key before our flush.
+    store(dir).put([`${SCOPE}\u0000id:1`], '那边的', LATER());
+    expect(c.lookup(SCOPE, ['id:1'])).toBe('这边的'); // nothing tells yet
+    vi.advanceTimersByTime(FLUSH_INTERVAL_MS);
+    expect(c.lookup(SCOPE, ['id:1'])).toBeUndefined();
+    expect(s.find(`${SCOPE}\u0000id:1`, Date.now())).toBeUndefined();
+  });
+
+  it('treats a text learned again while queued like put does: the same text is no conflict, another one is', () => {
+    fakeTimers();
+    const s = store();
+    expect(s.enqueue(['a\u0000id:1'], CHINESE, LATER())).toEqual([]);
+    expect(s.enqueue(['a\u0000id:1', 'a\u0000id:2'], `  ${CHINESE}\n`, LATER())).toEqual([]);
+    expect(s.enqueue(['a\u0000id:2', 'a\u0000id:3'], '别的', LATER())).toEqual(['a\u0000id:2']);
+    expect(s.get('a\u0000id:1', Date.now())).toBe(CHINESE);
+    expect(s.get('a\u0000id:2', Date.now())).toBeUndefined();
+    s.flush();
+    expect(s.get('a\u0000id:1', Date.now())).toBe(CHINESE);
+    expect(s.get('a\u0000id:2', Date.now())).toBeUndefined();
+    expect(s.get('a\u0000id:3', Date.now())).toBe('别的');
+    expect(s.stats()).toEqual(recount(s));
+  });
+
+  it('drops a batch whose write fails, warns once through the cache, and keeps serving from memory', () => {
+    fakeTimers();
+    const dir = path.join(tmp, 'data');
+    const { log, lines } = capture();
+    const s = store(dir, limits(), log);
+    const c = new ReasoningCache({ limits: limits(), store: s, log });
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const holder = new DatabaseSync(path.join(dir, 'reasoning.sqlite'));
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      c.remember(SCOPE, ['id:1'], CHINESE);
+      vi.advanceTimersByTime(FLUSH_INTERVAL_MS); // the timer's flush fails: no throw escapes it
+      c.remember(SCOPE, ['id:2'], CHINESE);
+      vi.advanceTimersByTime(FLUSH_INTERVAL_MS);
+    } finally {
+      holder.close();
+    }
+    expect(s.queued).toBe(0);
+    expect(lines.filter((l) => l.includes('write failed'))).toHaveLength(1);
+    expect(c.lookup(SCOPE, ['id:1'])).toBe(CHINESE);
+    expect(recount(s).entries).toBe(0);
+    expect(lines.join('')).not.toContain('首先');
   });
 });
