@@ -44,11 +44,28 @@ const ops = {
     holder.close();
     return {};
   },
-  open: ({ dir }) => {
-    store = openStore(dir, DEFAULT_CACHE_LIMITS, silentLogger);
+  open: ({ dir, flushIntervalMs }) => {
+    store = openStore(dir, DEFAULT_CACHE_LIMITS, silentLogger, flushIntervalMs === undefined ? {} : { flushIntervalMs });
     return {};
   },
   put: ({ keys, text, expiresAt }) => ({ conflicted: store.put(keys, text, expiresAt) }),
+  enqueue: ({ keys, text, expiresAt }) => ({ conflicted: store.enqueue(keys, text, expiresAt) }),
+  enqueueMany: ({ prefix, count }) => {
+    for (let i = 0; i < count; i++) store.enqueue([prefix + i], '推理 ' + prefix + i + ' ' + 'x'.repeat(3000), Date.now() + 3600000);
+    return { queued: store.queued };
+  },
+  flush: () => {
+    store.flush();
+    return { queued: store.queued };
+  },
+  // Keep learning, 20 replies a millisecond, until killed (what a busy proxy does).
+  churn: ({ prefix }) => {
+    let n = 0;
+    setInterval(() => {
+      for (let i = 0; i < 20; i++, n++) store.enqueue([prefix + n], '推理 ' + n + ' ' + 'y'.repeat(2000 + (n % 3000)), Date.now() + 3600000);
+    }, 1);
+    return {};
+  },
   get: ({ key }) => ({ value: store.get(key, Date.now()) ?? null }),
   stats: () => store.stats(),
   close: () => {
@@ -74,6 +91,8 @@ type Answer = { ok: boolean; code?: string; message?: string } & Record<string, 
 interface Worker {
   ask(op: string, args?: Record<string, unknown>): Promise<Answer>;
   stop(): Promise<void>;
+  /** kill -9: no exit handler, no close, no flush. */
+  kill(): Promise<void>;
 }
 
 function startWorker(): Worker {
@@ -101,6 +120,12 @@ function startWorker(): Worker {
         });
         child.stdin.write(`${JSON.stringify({ op, ...args })}\n`);
       });
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -266,6 +291,100 @@ describe('two proxies on one data folder', () => {
     expect(reopened.get('a\u0000id:after', Date.now())).toBe('之后');
     expect(reopened.get('a\u0000id:19', Date.now())).toBe('第 19 步');
     expect(reopened.stats().entries).toBe(23);
+  });
+});
+
+/** Keys in the file under `prefix`, read on a connection of our own (what another process would see). */
+function keysInFile(prefix: string): number {
+  const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return Number((db.prepare("SELECT count(*) AS n FROM keys WHERE key >= ? AND key < ?").get(prefix, `${prefix}\uffff`) as { n: number }).n);
+  } finally {
+    db.close();
+  }
+}
+
+/** Wait, bounded, until `done()`; false when the bound passed first. */
+async function waitFor(done: () => boolean, ms = 15_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (done()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return done();
+}
+
+describe('two proxies on one data folder, writing behind', () => {
+  it('see each other\'s entries once each has flushed, conflicts included', async () => {
+    const NEVER = 3_600_000; // no timer flush during the test: each flush is the test's
+    const other = worker();
+    expect(await other.ask('open', { dir, flushIntervalMs: NEVER })).toMatchObject({ ok: true });
+    const mine = openStore(dir, DEFAULT_CACHE_LIMITS, silentLogger, { flushIntervalMs: NEVER });
+    stores.push(mine);
+
+    mine.enqueue(['a\u0000id:mine'], '我的推理', LATER());
+    expect(mine.get('a\u0000id:mine', Date.now())).toBe('我的推理'); // from the queue
+    expect(await other.ask('get', { key: 'a\u0000id:mine' })).toMatchObject({ value: null });
+    mine.flush();
+    expect(await other.ask('get', { key: 'a\u0000id:mine' })).toMatchObject({ value: '我的推理' });
+
+    expect(await other.ask('enqueue', { keys: ['a\u0000id:theirs'], text: '他们的推理', expiresAt: LATER() })).toMatchObject({ conflicted: [] });
+    expect(mine.get('a\u0000id:theirs', Date.now())).toBeUndefined();
+    expect(await other.ask('flush')).toMatchObject({ queued: 0 });
+    expect(mine.get('a\u0000id:theirs', Date.now())).toBe('他们的推理');
+
+    // Both learn another text under one key before either flushes: the second flush finds the conflict.
+    mine.enqueue(['a\u0000id:both'], '这一种', LATER());
+    expect(await other.ask('enqueue', { keys: ['a\u0000id:both'], text: '另一种', expiresAt: LATER() })).toMatchObject({ conflicted: [] });
+    mine.flush();
+    expect(await other.ask('flush')).toMatchObject({ queued: 0 });
+    expect(mine.get('a\u0000id:both', Date.now())).toBeUndefined();
+    expect(await other.ask('get', { key: 'a\u0000id:both' })).toMatchObject({ value: null });
+    expect(movedAside()).toEqual([]);
+  });
+});
+
+describe('a proxy killed with kill -9 while writing behind', () => {
+  it('keeps every batch its timer wrote; the last, unwritten one is lost whole or kept whole', async () => {
+    const w = worker();
+    expect(await w.ask('open', { dir })).toMatchObject({ ok: true });
+    // Fewer than a full batch: only the interval timer writes them.
+    expect(await w.ask('enqueueMany', { prefix: 'a\u0000first:', count: 30 })).toMatchObject({ queued: 30 });
+    expect(await waitFor(() => keysInFile('a\u0000first:') === 30)).toBe(true);
+    expect(await w.ask('enqueueMany', { prefix: 'a\u0000last:', count: 30 })).toMatchObject({ ok: true });
+    await w.kill();
+
+    const { log, lines } = captured();
+    const s = open(log);
+    expect(lines).toEqual([]);
+    expect(movedAside()).toEqual([]);
+    for (let i = 0; i < 30; i++) expect(s.get(`a\u0000first:${i}`, Date.now())).toMatch(/^推理 /);
+    expect([0, 30]).toContain(keysInFile('a\u0000last:'));
+  });
+
+  it('never leaves a damaged file, whenever the kill lands', async () => {
+    const w = worker();
+    expect(await w.ask('open', { dir })).toMatchObject({ ok: true });
+    expect(await w.ask('churn', { prefix: 'a\u0000n:' })).toMatchObject({ ok: true });
+    // Kill it mid-stream, after several batches have gone in.
+    expect(await waitFor(() => keysInFile('a\u0000n:') >= 500)).toBe(true);
+    await w.kill();
+
+    const { DatabaseSync } = process.getBuiltinModule('node:sqlite');
+    const db = new DatabaseSync(file);
+    try {
+      expect(db.prepare('PRAGMA integrity_check').all()).toEqual([{ integrity_check: 'ok' }]);
+      // Every key leads to its text: no batch was half written.
+      expect(db.prepare("SELECT count(*) AS n FROM keys k LEFT JOIN reasoning r ON r.hash = k.hash WHERE r.hash IS NULL AND k.hash != ''").get()).toEqual({ n: 0 });
+    } finally {
+      db.close();
+    }
+    const { log, lines } = captured();
+    const s = open(log);
+    expect(lines).toEqual([]);
+    expect(movedAside()).toEqual([]);
+    expect(s.stats().entries).toBe(keysInFile('a\u0000n:'));
   });
 });
 
