@@ -25,6 +25,9 @@ import type { RewriteChanges, RewriteOutcome, RewritePolicy, SkipReason } from '
 /** A rewrite in the worker that takes longer than this fails: the original goes upstream. */
 export const WORKER_TIMEOUT_MS = 10_000;
 
+/** An idle worker is stopped after this long: the heap a large body left in it goes back to the OS. */
+export const WORKER_IDLE_MS = 5_000;
+
 /** Test-only faults injected into the next worker created (never set by the proxy itself). */
 export type WorkerFault = 'throw' | 'hang' | 'crash';
 
@@ -74,6 +77,7 @@ interface Thread {
   port: MessagePort;
   job: Job | undefined;
   timer: NodeJS.Timeout | undefined;
+  idle: NodeJS.Timeout | undefined;
 }
 
 export class WorkerFailure extends Error {
@@ -123,9 +127,19 @@ export class RewriteWorkers implements BodyRewriter {
   }
 
   #pump(): void {
-    if (this.#closed || this.#queue.length === 0) return;
+    if (this.#closed) return;
+    if (this.#queue.length === 0) {
+      const idle = this.#thread;
+      if (idle && !idle.job && !idle.idle) {
+        idle.idle = setTimeout(() => this.#drop(idle, new WorkerFailure('idle')), WORKER_IDLE_MS);
+        idle.idle.unref();
+      }
+      return;
+    }
     const thread = this.#thread ?? this.#spawn();
     if (thread === undefined || thread.job) return;
+    clearTimeout(thread.idle);
+    thread.idle = undefined;
     const job = this.#queue.shift()!;
     thread.job = job;
     thread.timer = setTimeout(() => {
@@ -151,7 +165,7 @@ export class RewriteWorkers implements BodyRewriter {
     }
     worker.unref();
     port1.unref();
-    const thread: Thread = { worker, signal: new Int32Array(signal), port: port1, job: undefined, timer: undefined };
+    const thread: Thread = { worker, signal: new Int32Array(signal), port: port1, job: undefined, timer: undefined, idle: undefined };
     this.#thread = thread;
     worker.on('message', (message: JobResult | { id: number; lookup: string[] }) => this.#onMessage(thread, message));
     worker.on('error', (err) => {
@@ -191,6 +205,7 @@ export class RewriteWorkers implements BodyRewriter {
   #drop(thread: Thread, reason: WorkerFailure): void {
     if (this.#thread === thread) this.#thread = undefined;
     clearTimeout(thread.timer);
+    clearTimeout(thread.idle);
     const job = thread.job;
     thread.job = undefined;
     thread.port.close();

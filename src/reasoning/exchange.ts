@@ -108,6 +108,8 @@ export class ReasoningService {
 
 export class Exchange {
   private chunks: Buffer[] = [];
+  /** A large body of a declared length, filled as it arrives (instead of chunks). */
+  private shared: Buffer | undefined;
   private size = 0;
   private buffering = true;
   private original: Buffer | undefined;
@@ -131,8 +133,19 @@ export class Exchange {
   /** Request chunk in; what to send upstream now (undefined while buffering). */
   requestData(chunk: Buffer): Buffer | undefined {
     if (!this.buffering) return chunk;
-    this.chunks.push(chunk);
+    const at = this.size;
     this.size += chunk.length;
+    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes) {
+      // A large body of a declared length goes straight into the buffer the worker reads: no
+      // chunks held besides it, no copy at the end.
+      this.shared = Buffer.from(new SharedArrayBuffer(this.declared));
+    }
+    if (this.shared && this.size <= this.shared.length) chunk.copy(this.shared, at);
+    else {
+      if (this.shared) this.chunks.push(this.shared.subarray(0, at));
+      this.shared = undefined;
+      this.chunks.push(chunk);
+    }
     if (this.size > this.options.config.maxBodyBytes) {
       // Past the cap: forward what we hold and stream the rest untouched.
       this.options.log.info('request body over --max-body, forwarded unchanged', { bytes: this.size });
@@ -154,7 +167,8 @@ export class Exchange {
   private stopBuffering(): Buffer {
     this.buffering = false;
     this.options.counters.skippedBodies++;
-    const held = Buffer.concat(this.chunks);
+    const held = this.shared ? Buffer.from(this.shared.subarray(0, this.size)) : Buffer.concat(this.chunks);
+    this.shared = undefined;
     this.chunks = [];
     this.releaseBudget();
     return held;
@@ -224,6 +238,14 @@ export class Exchange {
    */
   private takeBody(shared = false): Buffer {
     this.buffering = false;
+    const filled = this.shared;
+    this.shared = undefined;
+    if (filled) {
+      this.chunks = [];
+      // (A compressed body is decoded from a plain Buffer.)
+      if (filled.length === this.size) return shared ? filled : Buffer.from(filled);
+      this.chunks = [filled.subarray(0, this.size)];
+    }
     const body = shared ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
     let at = 0;
     if (body) for (const chunk of this.chunks) at += chunk.copy(body, at);
@@ -390,6 +412,7 @@ export class Exchange {
     this.tap?.abort();
     this.tap = undefined;
     this.chunks = [];
+    this.shared = undefined;
     this.original = undefined;
     this.firstBody = undefined;
     this.releaseBudget();
