@@ -157,6 +157,14 @@ export function createPlugin(deps: PluginDeps) {
       }
       if (exchange && request) {
         const body = exchange.requestEnd();
+        if (body instanceof Promise) {
+          // A large body is rewritten off the event loop (never rejects); cb ends the request.
+          void body.then((rewritten) => {
+            if (rewritten && !state.aborted) writeBody(request, rewritten, false);
+            cb();
+          });
+          return;
+        }
         if (body) writeBody(request, body, false);
       }
       cb();
@@ -223,7 +231,7 @@ export function createPlugin(deps: PluginDeps) {
     let final = response;
     if (exchange.mayRetry(response.statusCode)) {
       const { head, complete } = await peek(response, MAX_REJECTION_BYTES);
-      const retryBody = complete ? exchange.retryBody(head) : undefined;
+      const retryBody = complete ? await exchange.retryBody(head) : undefined;
       final = retryBody ? await sendRetry(ctx, state, retryBody) : replay(response, head, complete);
     }
     exchange.responseHeaders(final.statusCode, final.headers);

@@ -26,6 +26,7 @@ import { ReasoningService } from '../reasoning/exchange.js';
 import { newCounters, type Counters } from '../stats.js';
 import { openStore } from '../cache/store.js';
 import { createRouter, type RequestRoute } from './routes.js';
+import { RewriteWorkers } from './rewrite-worker.js';
 import { VERSION } from '../version.js';
 
 export interface RunningProxy {
@@ -136,7 +137,8 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   // open for good. close() below stops it again.
   interceptServer.emit('listening');
   const interceptor = new Interceptor(ca, interceptServer, log, timing.handshakeMs);
-  const reasoning = new ReasoningService({ config, cache, counters, log });
+  const rewriteWorkers = new RewriteWorkers(log);
+  const reasoning = new ReasoningService({ config, cache, counters, log, offload: rewriteWorkers });
   const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
   const engine = new Engine(agents, plugin.onError);
   engine.onRequest(plugin.onRequest);
@@ -230,6 +232,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   try {
     port = await listen(server, config.host, config.port);
   } catch (err) {
+    void rewriteWorkers.close();
     cache.close();
     agents.http.destroy();
     agents.https.destroy();
@@ -257,7 +260,9 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
         for (const socket of sockets) socket.destroy();
         agents.http.destroy();
         agents.https.destroy();
-      }).then(() => cache.close());
+      })
+        .then(() => rewriteWorkers.close())
+        .then(() => cache.close());
       return closing;
     },
   };

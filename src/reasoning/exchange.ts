@@ -30,11 +30,50 @@ export interface ReasoningMemory {
   remember(scope: string, keys: readonly string[], reasoning: string): void;
 }
 
+/** A lookup over a list of keys: the value under the first that has one. */
+export type Lookup = (keys: readonly string[]) => string | undefined;
+
+/**
+ * Rewrites a body elsewhere (proxy/rewrite-worker.ts: a worker thread) with the dialect's own
+ * rewrite, looking up through `lookup`; the outcome is what the dialect's rewrite returns
+ * (`unchanged`: the very Buffer given). Rejects when it cannot (the original goes upstream).
+ */
+export interface BodyRewriter {
+  rewrite(dialect: Dialect, body: Buffer, lookup: Lookup, policy: RewritePolicy): Promise<RewriteOutcome>;
+}
+
+/** Bodies larger than this are rewritten off the event loop (when a BodyRewriter is given). */
+export const OFFLOAD_BODY_BYTES = 1024 * 1024;
+/**
+ * At most this much request body is held for rewriting at once, across all requests (from its
+ * first byte until the answer is chosen: a retry needs it). A body that does not fit (by its
+ * Content-Length, or once its chunks pass it) is forwarded unchanged, streamed.
+ */
+export const BUFFERED_BODIES_BYTES = 128 * 1024 * 1024;
+
 export interface ReasoningServiceOptions {
   config: Pick<ProxyConfig, 'degrade' | 'maxBodyBytes'>;
   cache: ReasoningMemory;
   counters: Counters;
   log: Logger;
+  /** Where bodies over OFFLOAD_BODY_BYTES are rewritten; without it, in this thread. */
+  offload?: BodyRewriter;
+  /** The total held at once (BUFFERED_BODIES_BYTES unless a test says otherwise). */
+  bufferedBodiesBytes?: number;
+}
+
+/** The bytes of request body held for rewriting, across all exchanges of one service. */
+class BodyBudget {
+  held = 0;
+  constructor(readonly limit: number) {}
+  reserve(bytes: number): boolean {
+    if (this.held + bytes > this.limit) return false;
+    this.held += bytes;
+    return true;
+  }
+  release(bytes: number): void {
+    this.held = Math.max(0, this.held - bytes);
+  }
 }
 
 /**
@@ -47,17 +86,30 @@ export function retryPolicy(first: Degrade): RewritePolicy {
 }
 
 export class ReasoningService {
-  constructor(private readonly options: ReasoningServiceOptions) {}
+  private readonly budget: BodyBudget;
+
+  constructor(private readonly options: ReasoningServiceOptions) {
+    this.budget = new BodyBudget(options.bufferedBodiesBytes ?? BUFFERED_BODIES_BYTES);
+  }
+
+  /** Request body bytes held for rewriting now, across all exchanges. */
+  get bufferedBytes(): number {
+    return this.budget.held;
+  }
 
   /** Entries are scoped by credential and by surface: the two formats never feed each other. */
   exchange(headers: http.IncomingHttpHeaders, surface: Dialect): Exchange {
     const scope = credentialScope(headers);
-    return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`);
+    const length = Number(headers['content-length']);
+    const declared = headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+    return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`, this.budget, declared);
   }
 }
 
 export class Exchange {
   private chunks: Buffer[] = [];
+  /** A large body of a declared length, filled as it arrives (instead of chunks). */
+  private shared: Buffer | undefined;
   private size = 0;
   private buffering = true;
   private original: Buffer | undefined;
@@ -66,33 +118,83 @@ export class Exchange {
   /** Where the answer's turn sits in its conversation (match.ts); undefined: learn nothing from it. */
   private context: string | undefined;
   private done = false;
+  /** Bytes of the budget this exchange holds (released once its bodies are dropped). */
+  private reserved = 0;
 
   constructor(
     private readonly options: ReasoningServiceOptions,
     private readonly surface: Dialect,
     private readonly scope: string,
+    private readonly budget: BodyBudget = new BodyBudget(Infinity),
+    /** The Content-Length the client declared, when it did: the budget is taken for it at once. */
+    private readonly declared?: number,
   ) {}
 
   /** Request chunk in; what to send upstream now (undefined while buffering). */
   requestData(chunk: Buffer): Buffer | undefined {
     if (!this.buffering) return chunk;
-    this.chunks.push(chunk);
+    const at = this.size;
     this.size += chunk.length;
-    if (this.size <= this.options.config.maxBodyBytes) return undefined;
-    // Past the cap: forward what we hold and stream the rest untouched.
+    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes) {
+      // A large body of a declared length goes straight into the buffer the worker reads: no
+      // chunks held besides it, no copy at the end.
+      this.shared = Buffer.from(new SharedArrayBuffer(this.declared));
+    }
+    if (this.shared && this.size <= this.shared.length) chunk.copy(this.shared, at);
+    else {
+      if (this.shared) this.chunks.push(this.shared.subarray(0, at));
+      this.shared = undefined;
+      this.chunks.push(chunk);
+    }
+    if (this.size > this.options.config.maxBodyBytes) {
+      // Past the cap: forward what we hold and stream the rest untouched.
+      this.options.log.info('request body over --max-body, forwarded unchanged', { bytes: this.size });
+      return this.stopBuffering();
+    }
+    // A body within --max-body: held only while all the bodies held stay within the budget.
+    const want = Math.min(Math.max(this.size, this.declared ?? 0), this.options.config.maxBodyBytes) - this.reserved;
+    if (want > 0) {
+      if (!this.budget.reserve(want)) {
+        this.options.log.info('request bodies held for rewriting at their limit, this one forwarded unchanged', { bytes: Math.max(this.size, this.declared ?? 0), held: this.budget.held });
+        return this.stopBuffering();
+      }
+      this.reserved += want;
+    }
+    return undefined;
+  }
+
+  /** Give up on this body: what is held goes upstream now and the rest streams untouched. */
+  private stopBuffering(): Buffer {
     this.buffering = false;
     this.options.counters.skippedBodies++;
-    this.options.log.info('request body over --max-body, forwarded unchanged', { bytes: this.size });
-    const held = Buffer.concat(this.chunks);
+    const held = this.shared ? Buffer.from(this.shared.subarray(0, this.size)) : Buffer.concat(this.chunks);
+    this.shared = undefined;
     this.chunks = [];
+    this.releaseBudget();
     return held;
   }
 
-  /** End of the request body; the bytes still to send upstream. */
-  requestEnd(): Buffer | undefined {
+  private releaseBudget(): void {
+    this.budget.release(this.reserved);
+    this.reserved = 0;
+  }
+
+  /**
+   * End of the request body; the bytes still to send upstream. A body over OFFLOAD_BODY_BYTES is
+   * rewritten off the event loop: then a promise (never rejects) of those bytes.
+   */
+  requestEnd(): Buffer | undefined | Promise<Buffer | undefined> {
     if (!this.buffering) return undefined;
+    if (this.offloads(this.size)) {
+      const sent = this.takeBody(true);
+      return this.firstRewriteOffloaded(sent).then((outcome) => (this.done ? undefined : (outcome?.body ?? sent)));
+    }
     const sent = this.takeBody();
     return this.firstRewrite(sent)?.body ?? sent;
+  }
+
+  private offloads(bytes: number): boolean {
+    return this.options.offload !== undefined && bytes > OFFLOAD_BODY_BYTES;
   }
 
   /**
@@ -116,7 +218,8 @@ export class Exchange {
         else log.debug('compressed request body not decoded, forwarded unchanged', { reason: decoded.kind });
         return asSent;
       }
-      const outcome = this.firstRewrite(decoded.body);
+      const outcome = this.offloads(decoded.body.length) ? await this.firstRewriteOffloaded(decoded.body) : this.firstRewrite(decoded.body);
+      if (this.done) return { body: undefined, identity: false, decoded: false };
       if (outcome === undefined) return asSent;
       if (outcome.kind === 'unchanged') return { body: sent, identity: false, decoded: true };
       return { body: outcome.body, identity: true, decoded: true };
@@ -129,12 +232,26 @@ export class Exchange {
     }
   }
 
-  /** The buffered body, once; buffering stops. */
-  private takeBody(): Buffer {
+  /**
+   * The buffered body, once; buffering stops. `shared`: in a SharedArrayBuffer, so a worker
+   * reads the very bytes this thread keeps (no copy).
+   */
+  private takeBody(shared = false): Buffer {
     this.buffering = false;
-    const body = Buffer.concat(this.chunks);
+    const filled = this.shared;
+    this.shared = undefined;
+    if (filled) {
+      this.chunks = [];
+      // (A compressed body is decoded from a plain Buffer.)
+      if (filled.length === this.size) return shared ? filled : Buffer.from(filled);
+      this.chunks = [filled.subarray(0, this.size)];
+    }
+    const body = shared ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
+    let at = 0;
+    if (body) for (const chunk of this.chunks) at += chunk.copy(body, at);
+    const taken = body ?? Buffer.concat(this.chunks);
     this.chunks = [];
-    return body;
+    return taken;
   }
 
   /**
@@ -142,8 +259,20 @@ export class Exchange {
    * carries and keeps what a retry and the answer need. Undefined: left as sent.
    */
   private firstRewrite(body: Buffer): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
-    const outcome = this.rewrite(body, { degrade: this.options.config.degrade });
+    return this.applyFirst(body, this.rewrite(body, { degrade: this.options.config.degrade }));
+  }
+
+  /** firstRewrite, the rewrite itself off the event loop; never rejects. */
+  private async firstRewriteOffloaded(body: Buffer): Promise<Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined> {
+    const outcome = await this.rewriteOffloaded(body, { degrade: this.options.config.degrade });
+    if (this.done) return undefined;
+    return this.applyFirst(body, outcome);
+  }
+
+  private applyFirst(body: Buffer, outcome: RewriteOutcome): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
     if (outcome.kind === 'skipped') {
+      // Nothing held for a retry: the budget is free again.
+      this.releaseBudget();
       this.options.counters.skippedBodies++;
       this.options.log.debug('request not rewritten', { surface: this.surface.name, reason: outcome.reason });
       return undefined;
@@ -165,6 +294,18 @@ export class Exchange {
       counters.skippedBodies++;
       this.options.log.error('rewrite failed, forwarding the original', { error: (err as Error).name });
       return { kind: 'skipped', reason: 'invalid-json' };
+    }
+  }
+
+  /** rewrite, in the BodyRewriter; a failure there (crash, timeout) forwards the original. Never rejects. */
+  private async rewriteOffloaded(body: Buffer, policy: RewritePolicy): Promise<RewriteOutcome> {
+    const { cache, counters, offload } = this.options;
+    try {
+      return await offload!.rewrite(this.surface, body, (keys) => cache.lookup(this.scope, keys), policy);
+    } catch (err) {
+      counters.skippedBodies++;
+      this.options.log.error('rewrite off the event loop failed, forwarding the original', { error: (err as Error)?.name ?? 'unknown' });
+      return { kind: 'skipped', reason: 'internal-error' };
     }
   }
 
@@ -206,10 +347,18 @@ export class Exchange {
    * rewrite exists, the body to send upstream once more instead; undefined: the answer goes on
    * to the client as it came.
    */
-  retryBody(body: Buffer): Buffer | undefined {
+  retryBody(body: Buffer): Buffer | undefined | Promise<Buffer | undefined> {
     if (!this.original || !this.firstBody || !isReasoningRejection(400, body)) return undefined;
-    const outcome = this.rewrite(this.original, retryPolicy(this.options.config.degrade));
-    if (outcome.kind === 'skipped' || outcome.body.equals(this.firstBody)) {
+    const policy = retryPolicy(this.options.config.degrade);
+    if (this.offloads(this.original.length)) {
+      const firstBody = this.firstBody;
+      return this.rewriteOffloaded(this.original, policy).then((outcome) => this.retryOf(outcome, firstBody));
+    }
+    return this.retryOf(this.rewrite(this.original, policy), this.firstBody);
+  }
+
+  private retryOf(outcome: RewriteOutcome, firstBody: Buffer): Buffer | undefined {
+    if (outcome.kind === 'skipped' || outcome.body.equals(firstBody)) {
       this.options.log.warn('upstream refused the reasoning and no stronger rewrite exists');
       return undefined;
     }
@@ -222,6 +371,7 @@ export class Exchange {
     // Memory: the bodies are no longer needed once the answer is chosen.
     this.original = undefined;
     this.firstBody = undefined;
+    this.releaseBudget();
     if (status === 200 && this.context !== undefined) {
       const type = String(headers['content-type'] ?? '');
       const max = this.options.config.maxBodyBytes;
@@ -262,7 +412,9 @@ export class Exchange {
     this.tap?.abort();
     this.tap = undefined;
     this.chunks = [];
+    this.shared = undefined;
     this.original = undefined;
     this.firstBody = undefined;
+    this.releaseBudget();
   }
 }
