@@ -16,6 +16,34 @@ import { processIo, type CommandIo } from './io.js';
 // function (and is refused below).
 module.enableCompileCache?.();
 
+/**
+ * V8 settings `start` runs with, so the shipped command stays small with no flag from the user
+ * (README, Performance): a young generation of 2 MiB semi-spaces instead of V8's default of up
+ * to 16 MiB each. The proxy makes short-lived garbage per request and per chunk; with the
+ * default, V8 grows the young generation and the allocator keeps the pages, and RSS stays
+ * around 250 MiB after a few thousand requests for a live heap under 30 MiB. With 2 MiB it
+ * stays near 145 MiB, for the same CPU per request.
+ */
+export const START_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/**
+ * Restarts `start` in this same process (execve: same pid, stdio and environment, nothing left
+ * running beside it) with START_NODE_FLAGS, which V8 reads only when the process begins. A
+ * flag the user already gave, on the command line or in NODE_OPTIONS, is kept as given. Where
+ * execve is unavailable (Windows), the proxy runs with V8's defaults.
+ */
+function withStartFlags(argv: readonly string[]): void {
+  if (argv[0] !== 'start' || process.platform === 'win32' || typeof process.execve !== 'function' || process.argv[1] === undefined) return;
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  const missing = START_NODE_FLAGS.filter((flag) => !given.some((g) => g.split('=')[0]?.replaceAll('_', '-') === flag.split('=')[0]));
+  if (missing.length === 0) return;
+  try {
+    process.execve(process.execPath, [process.execPath, ...missing, ...process.execArgv, process.argv[1], ...argv], process.env);
+  } catch {
+    // Not replaced: it runs on with V8's defaults.
+  }
+}
+
 type Command = (argv: readonly string[], io: CommandIo) => Promise<number>;
 
 const COMMANDS = new Map<string, () => Promise<Command>>([
@@ -84,6 +112,7 @@ const tooOld = nodeTooOld();
 if (tooOld !== undefined) {
   fail(new MimoProxyError('NODE_TOO_OLD', tooOld).format());
 } else {
+  withStartFlags(process.argv.slice(2));
   main(process.argv.slice(2), processIo()).then(
     (code) => {
       process.exitCode = code;

@@ -2,13 +2,14 @@
  * `mimo-proxy start` as a user runs it: the compiled CLI in its own process.
  * Bad setups end with one clear line (what failed and the fix), never a stack trace.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/harness.js';
 import { runNode, type NodeRun } from '../support/node-run.js';
+import { spawnProxy } from '../support/proxy-process.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
@@ -31,6 +32,18 @@ describe('mimo-proxy start', () => {
     expect(run.stdout).toMatch(/CA SHA-256: +([0-9A-F]{2}:){31}[0-9A-F]{2}/);
     expect(run.stdout).toContain('eval "$(npx mimo-proxy env');
     expect(run.code).toBe(0);
+  });
+
+  it.runIf(process.platform === 'linux')('runs with the memory settings of the launcher, in the same process', async () => {
+    const proxy = await spawnProxy(['--certs', path.join(dir, 'flags')]);
+    try {
+      const argv = readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8').split('\0');
+      expect(argv).toContain('--max-semi-space-size=2');
+      expect(argv.slice(argv.indexOf(CLI))).toEqual([CLI, 'start', '--port', '0', '--no-persist', '--certs', path.join(dir, 'flags'), '']);
+      expect(proxy.alive()).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('reads options from MIMO_PROXY_* variables', async () => {

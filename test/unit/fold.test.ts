@@ -139,6 +139,15 @@ describe('the SSE tap', () => {
     expect(tapAll([stream])?.length).toBe(1);
   });
 
+  it('measures each line, not the stream: many lines under maxLineBytes learn in any split', () => {
+    const full = fixture('tool-calls-zh.sse');
+    const longest = Math.max(...full.toString('latin1').split(/\r\n|\r|\n/).map((line) => line.length));
+    const pieces = (size: number): Buffer[] => Array.from({ length: Math.ceil(full.length / size) }, (_, i) => full.subarray(i * size, (i + 1) * size));
+    for (const size of [1, 7, 100, longest, full.length]) expect(tapAll(pieces(size), { maxLineBytes: longest })?.length, `pieces of ${size}`).toBe(1);
+    // One byte less than the longest line: poisoned, however it is split.
+    for (const size of [1, 7, 100, full.length]) expect(tapAll(pieces(size), { maxLineBytes: longest - 1 }), `pieces of ${size}`).toBeUndefined();
+  });
+
   it('never throws on random bytes and returns nothing useful from them', () => {
     const random = prng(42);
     for (let run = 0; run < 200; run++) {
