@@ -35,8 +35,10 @@ export interface FakeMimoOptions {
   answerChunks?: number;
   /** false: keep no requests, echoes or produced reasoning (the benchmark's long runs) */
   record?: boolean;
-  /** called just before each SSE event is written, with its index and performance.now() */
-  onEvent?: (index: number, at: number) => void;
+  /** called just before each SSE event is written, with its index, performance.now() and the request it answers */
+  onEvent?: (index: number, at: number, request: RecordedRequest) => void;
+  /** Benchmark: request bodies whose Content-Length is over this many bytes are hashed as they arrive, not parsed (as digestBodies), so the fake's own JSON parse does not stall its other streams. */
+  digestBodiesOver?: number;
 
   // Fault modes (hardening tests). All off by default.
   /** Chat completions are answered with this status (and statusBody, statusHeaders) instead of the script. */
@@ -562,7 +564,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         return;
       }
       if (options.stallAfterEvents !== undefined && index >= options.stallAfterEvents) return stall();
-      options.onEvent?.(index, performance.now());
+      options.onEvent?.(index, performance.now(), record);
       if (event === PAD) {
         await writePadding(write, id, created, model, boundedInt(options.padBytes, 0, 0, 1024 ** 3), () => closed || res.destroyed);
         continue;
@@ -642,7 +644,8 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     req.on('close', () => {
       if (!req.complete) fake.abortedRequests++;
     });
-    if (fake.options.digestBodies === true) {
+    const over = fake.options.digestBodiesOver;
+    if (fake.options.digestBodies === true || (over !== undefined && Number(req.headers['content-length'] ?? 0) > over)) {
       digest(req, res);
       return;
     }
