@@ -12,21 +12,14 @@ import { foldSse, type ChatMessage } from '../support/conversation.js';
 import { foldAnthropicSse, type Block, type Turn as AnthropicTurn } from '../support/anthropic-conversation.js';
 import type { FakeMimo, FakeMimoOptions } from '../support/fake-mimo.js';
 import { startRig, stopRig, type Harness } from '../support/harness.js';
-import { liveBytes } from '../support/net.js';
+import { CODINGS, encode } from '../support/unit.js';
+import type { Coding } from '../../src/reasoning/encoding.js';
+import { memoryGrowth } from '../support/net.js';
 import { request, type ClientResponse, type ConnectAgent } from '../support/proxy-client.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
 const MESSAGES = 'https://api.xiaomimimo.com/anthropic/v1/messages';
-const CODINGS = ['gzip', 'deflate', 'br', 'zstd'] as const;
-type Coding = (typeof CODINGS)[number];
 const MiB = 1024 * 1024;
-
-function encode(coding: Coding, data: Buffer): Buffer {
-  if (coding === 'gzip') return zlib.gzipSync(data);
-  if (coding === 'deflate') return zlib.deflateSync(data);
-  if (coding === 'br') return zlib.brotliCompressSync(data);
-  return zlib.zstdCompressSync(data);
-}
 
 /** The client's own decoding of an answer (test-side, independent of src/). */
 function decode(header: string | undefined, data: Buffer): Buffer {
@@ -220,32 +213,25 @@ describe('a gzip bomb from upstream', () => {
       fake.options = { status: 200, statusBody: bomb, statusHeaders: { 'content-type': type, 'content-encoding': 'gzip' } };
       const learnedBefore = h.proxy.counters.learned;
       const linesBefore = h.logLines.length;
-      const baseline = liveBytes();
-      const rssBaseline = process.memoryUsage().rss;
-      let peak = baseline;
-      let rssPeak = rssBaseline;
-      const sampler = setInterval(() => {
-        rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
-        peak = Math.max(peak, liveBytes());
-      }, 50);
+      const memory = memoryGrowth(50);
       let res: ClientResponse;
+      let growth: { rss: number; live: number };
       const started = performance.now();
       try {
         res = await request(CHAT, { agent, ca: h.proxy.ca.caPem, headers: { authorization: 'Bearer sk-gz-bomb' }, body: '{"model":"m","messages":[]}' });
       } finally {
-        clearInterval(sampler);
+        growth = memory.stop();
       }
       const ms = performance.now() - started;
-      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
       expect(res.status).toBe(200);
       expect(res.body.equals(bomb)).toBe(true);
       expect(h.proxy.counters.learned).toBe(learnedBefore);
       const lines = h.logLines.slice(linesBefore);
       if (type === 'application/json') expect(lines.some((l) => l.includes('compressed answer not learned') && l.includes('reason=too-large'))).toBe(true);
-      console.log(`gzip bomb (${type}): rss +${((rssPeak - rssBaseline) / MiB).toFixed(1)} MiB, live +${((peak - baseline) / MiB).toFixed(1)} MiB, answered in ${ms.toFixed(0)} ms (printed, not asserted)`);
+      console.log(`gzip bomb (${type}): rss +${(growth.rss / MiB).toFixed(1)} MiB, live +${(growth.live / MiB).toFixed(1)} MiB, answered in ${ms.toFixed(0)} ms (printed, not asserted)`);
       // The proxy, the fake and the client share this process; 50 MB decoded in full would show here.
-      expect(rssPeak - rssBaseline).toBeLessThan(40 * MiB);
-      expect(peak - baseline).toBeLessThan(40 * MiB);
+      expect(growth.rss).toBeLessThan(40 * MiB);
+      expect(growth.live).toBeLessThan(40 * MiB);
     });
   }
 });

@@ -15,7 +15,7 @@ import { parseArgs, resolveConfig, withEnvironment } from '../../src/cli/options
 import { startFakeMimo, type FakeMimo, type FakeMimoOptions } from '../support/fake-mimo.js';
 import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
-import { liveBytes, rawExchange } from '../support/net.js';
+import { memoryGrowth, rawExchange } from '../support/net.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
@@ -667,14 +667,8 @@ describe('hostile input', () => {
     // The upstream reads slower than the client writes: only backpressure keeps the proxy from holding the difference.
     fake.options = { ...reset, slowBodyMs: 5 };
 
-    const baseline = liveBytes();
-    const rssBaseline = process.memoryUsage().rss;
-    let peak = baseline;
-    let rssPeak = rssBaseline;
-    const sampler = setInterval(() => {
-      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
-      peak = Math.max(peak, liveBytes());
-    }, 100);
+    const memory = memoryGrowth(100);
+    let growth: { rss: number; live: number };
     let reply: { status: number; text: string };
     try {
       reply = await new Promise((resolve, reject) => {
@@ -702,7 +696,7 @@ describe('hostile input', () => {
         write().catch(reject);
       });
     } finally {
-      clearInterval(sampler);
+      growth = memory.stop();
     }
     expect(reply.status).toBe(200);
     const seen = fake.requests.at(-1)!;
@@ -712,8 +706,8 @@ describe('hostile input', () => {
     expect(h.proxy.counters.skippedBodies).toBe(skippedBefore + 1);
     // Client, proxy and fake share this process; 100 MB went through it, a few MB at a time.
     // (Without request-side backpressure the live peak is about the whole body.)
-    expect(peak - baseline).toBeLessThan(24 * MiB);
-    expect(rssPeak - rssBaseline).toBeLessThan(100 * MiB);
+    expect(growth.live).toBeLessThan(24 * MiB);
+    expect(growth.rss).toBeLessThan(100 * MiB);
   }, 120_000);
 
   it('forwards deeply nested JSON and bytes that are not UTF-8 exactly as sent', async () => {

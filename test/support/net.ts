@@ -42,3 +42,23 @@ export function liveBytes(): number {
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
 }
+
+/** Growth of RSS and of live bytes (liveBytes) at their peak, sampled every `everyMs` until stop(). */
+export function memoryGrowth(everyMs: number): { stop(): { rss: number; live: number } } {
+  const rssBaseline = process.memoryUsage().rss;
+  const baseline = liveBytes();
+  let rssPeak = rssBaseline;
+  let peak = baseline;
+  const sample = (): void => {
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+    peak = Math.max(peak, liveBytes());
+  };
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+      return { rss: rssPeak - rssBaseline, live: peak - baseline };
+    },
+  };
+}

@@ -1,5 +1,7 @@
 /** Helpers the pure modules' unit tests share: fixtures, seeded random splits, a cache stand-in. */
 import { readFileSync } from 'node:fs';
+import zlib from 'node:zlib';
+import type { Coding } from '../../src/reasoning/encoding.js';
 import { anthropicContextForm, anthropicTurnIdentity } from '../../src/anthropic/fingerprint.js';
 import { chatContextForm, chatTurnIdentity } from '../../src/chat/fingerprint.js';
 import { ContextWindows, learnKeys, type Learned } from '../../src/reasoning/match.js';
@@ -98,4 +100,15 @@ export function rewritten(outcome: RewriteOutcome): { request: Json; messages: J
   if (outcome.kind !== 'rewritten') throw new Error(`expected a rewrite, got ${outcome.kind}`);
   const request = JSON.parse(outcome.body.toString('utf8')) as Json;
   return { request, messages: request['messages'] as Json[] };
+}
+
+/** Every content coding the proxy decodes. */
+export const CODINGS: readonly Coding[] = ['gzip', 'deflate', 'br', 'zstd'];
+
+/** `data` compressed with `coding`, as an upstream or a client would send it. */
+export function encode(coding: Coding, data: Buffer): Buffer {
+  if (coding === 'gzip') return zlib.gzipSync(data);
+  if (coding === 'deflate') return zlib.deflateSync(data);
+  if (coding === 'br') return zlib.brotliCompressSync(data);
+  return zlib.zstdCompressSync(data);
 }

@@ -1,21 +1,13 @@
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { body, fixture, prng, randomSplit } from '../support/unit.js';
+import { body, CODINGS, encode, fixture, prng, randomSplit } from '../support/unit.js';
 import type { TurnReasoning } from '../../src/reasoning/match.js';
 import { contentCodings, decodeBody, isEncoded, type Coding } from '../../src/reasoning/encoding.js';
 import { createDecodingTap, decodingTap } from '../../src/reasoning/tap/decode.js';
 import type { ResponseTap } from '../../src/reasoning/dialect.js';
 import { createChatJsonTap, createChatSseTap } from '../../src/chat/fold.js';
 
-const CODINGS: Coding[] = ['gzip', 'deflate', 'br', 'zstd'];
 const MiB = 1024 * 1024;
-
-function encode(coding: Coding, data: Buffer): Buffer {
-  if (coding === 'gzip') return zlib.gzipSync(data);
-  if (coding === 'deflate') return zlib.deflateSync(data);
-  if (coding === 'br') return zlib.brotliCompressSync(data);
-  return zlib.zstdCompressSync(data);
-}
 
 /** An inner tap that only counts what reaches it. */
 function counting(): ResponseTap & { fed: number; ended: number } {
