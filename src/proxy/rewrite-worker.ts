@@ -17,10 +17,10 @@
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Logger } from '../log.js';
-import type { BodyRewriter, Lookup } from '../reasoning/exchange.js';
+import type { BodyRewriter } from '../reasoning/exchange.js';
 import type { Dialect } from '../reasoning/dialect.js';
 import type { Learned } from '../reasoning/match.js';
-import type { RewriteChanges, RewriteOutcome, RewritePolicy, SkipReason } from '../reasoning/rewrite.js';
+import type { ReasoningLookup, RewriteChanges, RewriteOutcome, RewritePolicy, SkipReason } from '../reasoning/rewrite.js';
 
 /** A rewrite in the worker that takes longer than this fails: the original goes upstream. */
 export const WORKER_TIMEOUT_MS = 10_000;
@@ -66,7 +66,7 @@ interface Job {
   id: number;
   request: JobRequest;
   original: Buffer;
-  lookup: Lookup;
+  lookup: ReasoningLookup;
   resolve(outcome: RewriteOutcome): void;
   reject(err: Error): void;
 }
@@ -100,7 +100,7 @@ export class RewriteWorkers implements BodyRewriter {
 
   constructor(private readonly log: Logger) {}
 
-  rewrite(dialect: Dialect, body: Buffer, lookup: Lookup, policy: RewritePolicy): Promise<RewriteOutcome> {
+  rewrite(dialect: Dialect, body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): Promise<RewriteOutcome> {
     const shared = sharedBody(body);
     return new Promise<RewriteOutcome>((resolve, reject) => {
       if (this.#closed) {

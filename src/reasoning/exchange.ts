@@ -15,7 +15,7 @@ import type http from 'node:http';
 import type { Degrade, ProxyConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
-import type { RewriteOutcome, RewritePolicy } from './rewrite.js';
+import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.js';
 import type { Counters } from '../stats.js';
 import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
@@ -30,16 +30,13 @@ export interface ReasoningMemory {
   remember(scope: string, keys: readonly string[], reasoning: string): void;
 }
 
-/** A lookup over a list of keys: the value under the first that has one. */
-export type Lookup = (keys: readonly string[]) => string | undefined;
-
 /**
  * Rewrites a body elsewhere (proxy/rewrite-worker.ts: a worker thread) with the dialect's own
  * rewrite, looking up through `lookup`; the outcome is what the dialect's rewrite returns
  * (`unchanged`: the very Buffer given). Rejects when it cannot (the original goes upstream).
  */
 export interface BodyRewriter {
-  rewrite(dialect: Dialect, body: Buffer, lookup: Lookup, policy: RewritePolicy): Promise<RewriteOutcome>;
+  rewrite(dialect: Dialect, body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): Promise<RewriteOutcome>;
 }
 
 /** Bodies larger than this are rewritten off the event loop (when a BodyRewriter is given). */
@@ -285,25 +282,25 @@ export class Exchange {
     return outcome;
   }
 
+  /** The cache, in this exchange's credential scope. */
+  private readonly lookup: ReasoningLookup = (keys) => this.options.cache.lookup(this.scope, keys);
+
   private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {
-    const { cache, counters } = this.options;
     try {
-      return this.surface.rewrite(body, (keys) => cache.lookup(this.scope, keys), policy);
+      return this.surface.rewrite(body, this.lookup, policy);
     } catch (err) {
-      // rewrite.ts promises not to throw; if it ever does, the original goes upstream.
-      counters.skippedBodies++;
+      // rewrite.ts promises not to throw; if it ever does, the original goes upstream (counted
+      // as a skipped body where the skipped outcome is handled, applyFirst).
       this.options.log.error('rewrite failed, forwarding the original', { error: (err as Error).name });
-      return { kind: 'skipped', reason: 'invalid-json' };
+      return { kind: 'skipped', reason: 'internal-error' };
     }
   }
 
   /** rewrite, in the BodyRewriter; a failure there (crash, timeout) forwards the original. Never rejects. */
   private async rewriteOffloaded(body: Buffer, policy: RewritePolicy): Promise<RewriteOutcome> {
-    const { cache, counters, offload } = this.options;
     try {
-      return await offload!.rewrite(this.surface, body, (keys) => cache.lookup(this.scope, keys), policy);
+      return await this.options.offload!.rewrite(this.surface, body, this.lookup, policy);
     } catch (err) {
-      counters.skippedBodies++;
       this.options.log.error('rewrite off the event loop failed, forwarding the original', { error: (err as Error)?.name ?? 'unknown' });
       return { kind: 'skipped', reason: 'internal-error' };
     }
