@@ -162,9 +162,11 @@ export class ReasoningCache {
     if (keys.length === 0) return;
     const fullKeys = [...new Set(keys.map((key) => fullKey(scope, key)))];
     const conflicted = new Set<string>();
+    const unknown: string[] = [];
     for (const full of fullKeys) {
       const known = this.#textOf(full);
       if (this.#conflicts.has(full) || (known !== undefined && !sameReasoning(known, reasoning))) conflicted.add(full);
+      else if (known === undefined) unknown.push(full);
     }
     if (this.#store !== undefined) {
       try {
@@ -172,7 +174,7 @@ export class ReasoningCache {
         const expiresAt = this.#now() + this.#limits.ttlMs;
         const fromStore = isWriteBehind(this.#store)
           ? // Queued for the next flush; only the keys memory knows nothing of are read from the file now.
-            this.#store.enqueue(fullKeys, reasoning, expiresAt, fullKeys.filter((full) => !conflicted.has(full) && this.#textOf(full) === undefined))
+            this.#store.enqueue(fullKeys, reasoning, expiresAt, unknown)
           : this.#store.put(fullKeys, reasoning, expiresAt);
         for (const full of fromStore) conflicted.add(full);
       } catch (err) {
@@ -192,6 +194,11 @@ export class ReasoningCache {
 
   #markConflicted(full: string): void {
     this.#conflicts.set(full, true);
+    this.#unlink(full);
+  }
+
+  /** The key leads nowhere in memory any more: off the index and off the entry that held it. */
+  #unlink(full: string): void {
     const entryKey = this.#index.get(full);
     if (entryKey === undefined) return;
     this.#index.delete(full);
@@ -214,13 +221,8 @@ export class ReasoningCache {
     const entryKey = fullKey(scope, createHash('sha256').update(reasoning, 'utf8').digest('hex'));
     const entry = this.#lru.peek(entryKey) ?? { reasoning, keys: [] };
     for (const full of fullKeys) {
-      const previous = this.#index.get(full);
-      if (previous !== undefined && previous !== entryKey) {
-        // The key now leads to another text: take it off the old entry.
-        const old = this.#lru.peek(previous, { allowStale: true });
-        if (old !== undefined) old.keys = old.keys.filter((k) => k !== full);
-        this.#index.delete(full);
-      }
+      // The key now leads to another text: take it off the old entry.
+      if (this.#index.get(full) !== entryKey) this.#unlink(full);
       if (!entry.keys.includes(full)) entry.keys.push(full);
     }
     if (entry.keys.length > MAX_KEYS_PER_ENTRY) {
