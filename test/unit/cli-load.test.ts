@@ -107,6 +107,30 @@ describe('what the CLI loads', () => {
   });
 });
 
+describe('what start loads', () => {
+  /** `start` with the hook, until it is ready, then SIGTERM: the run and every module URL it resolved. */
+  async function started(certs: string, name: string): Promise<{ run: NodeRun; urls: string[] }> {
+    const log = path.join(dir, `modules-${name}.txt`);
+    const run = await runNode(['--import', pathToFileURL(hook).href, CLI, 'start', '--port', '0', '--certs', certs, '--no-persist'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, MIMO_TEST_MODULE_LOG: log },
+      until: /Stop: Ctrl-C/,
+    });
+    return { run, urls: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  }
+
+  it("restarted with its CA in place, it loads http-mitm-proxy without node-forge or ws (the library's own CA and WebSocket relay stand aside)", async () => {
+    const certs = path.join(dir, 'start-certs');
+    const first = await started(certs, 'first-start');
+    expect(first.run.code).toBe(0);
+    expect(first.urls.some((u) => u.includes('/node_modules/node-forge/'))).toBe(true); // the first start makes the CA
+    const again = await started(certs, 'restart');
+    expect(again.run.code).toBe(0);
+    expect(again.urls.some((u) => u.includes('/node_modules/http-mitm-proxy/dist/lib/proxy.js'))).toBe(true);
+    expect(again.urls.filter((u) => u.includes('/node_modules/node-forge/'))).toEqual([]);
+    expect(again.urls.filter((u) => /\/node_modules\/ws\/lib\//.test(u))).toEqual([]);
+  });
+});
+
 describe('the Node version check', () => {
   it(`accepts Node ${MIN_NODE_MAJOR} and later, and names the version it refuses`, () => {
     expect(nodeTooOld(`${MIN_NODE_MAJOR}.0.0`)).toBeUndefined();
