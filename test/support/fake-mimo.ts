@@ -15,7 +15,8 @@
  * `/chat/completions` and `/v1/chat/completions`, Anthropic at
  * `/anthropic/v1/messages`; `""` never counts; `deepseek-chat` does not think;
  * with `tools` declared every earlier assistant turn needs its reasoning), on
- * Moonshot's and Kimi's hosts Kimi's (chat; "... at index N"). With
+ * Moonshot's and Kimi's hosts Kimi's (chat, also at Kimi Code's
+ * `/coding/v1/chat/completions`; "... at index N"). With
  * `mimoShapeRules`, MiMo's other 400s too (null or list content on a tool-call
  * message, an empty tool-call name).
  */
@@ -672,7 +673,8 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       }).catch(() => res.destroy());
       return;
     }
-    const chatPath = pathname === '/v1/chat/completions' || (provider === 'deepseek' && pathname === '/chat/completions');
+    const chatPath =
+      pathname === '/v1/chat/completions' || (provider === 'deepseek' && pathname === '/chat/completions') || (provider === 'kimi' && pathname === '/coding/v1/chat/completions');
     if (chatPath && req.method === 'POST') {
       if (record.json === undefined) {
         send(res, record, 400, jsonError(400, 'Invalid JSON in request body', 'invalid_request_error'));
