@@ -8,12 +8,16 @@
  * key at two providers keeps two memories; DeepSeek's retry fills plain turns;
  * MiMo's repairs, and that the other providers' requests are not repaired.
  */
+import { rmSync } from 'node:fs';
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAnthropicConversation } from '../support/anthropic-conversation.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { runNode } from '../support/node-run.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
+import { CLI, spawnProxy } from '../support/proxy-process.js';
 
 const PROVIDER_HOSTS = ['api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'];
 
@@ -249,4 +253,69 @@ describe("providers: MiMo's repairs", () => {
       expect(calls.flatMap((m) => m.tool_calls!).map((c) => c.function.name)).toEqual(['', '']);
     });
   }
+});
+
+describe('providers: direct mode', () => {
+  it('gives a direct-mode --upstream at DeepSeek DeepSeek\'s rules and paths', async () => {
+    const fake = await startFakeMimo({ toolRounds: 3, rejectPlaceholders: true });
+    const h = await startHarness([...providerArgs(fake), '--providers', 'mimo,deepseek', '--upstream', 'https://api.deepseek.com', '--no-persist']);
+    const plain = new http.Agent({ keepAlive: true });
+    try {
+      const before = fake.echoes.length;
+      const { turns } = await runConversation({ url: `${h.proxy.url}/v1/chat/completions`, agent: plain, key: 'sk-direct-deepseek', stream: true });
+      expect(turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+      expect(fake.echoes.slice(before).every((e) => e.exact)).toBe(true);
+      expect(fake.requests.at(-1)!.path).toBe('/chat/completions');
+      expect(fake.requests.at(-1)!.headers.host).toBe('api.deepseek.com');
+    } finally {
+      plain.destroy();
+      await h.stop();
+      await fake.close();
+    }
+  });
+});
+
+describe('providers: enabling one later, as a user does it (the compiled CLI)', () => {
+  it('start stops with the one command that makes a new CA; ca --renew makes it; then start, status and the status page show the providers', async () => {
+    const certs = tempDir('providers-renew');
+    const fake = await startFakeMimo({ toolRounds: 3, rejectPlaceholders: true });
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: certs };
+    let proxy: Awaited<ReturnType<typeof spawnProxy>> | undefined;
+    try {
+      const made = await runNode([CLI, 'ca', '--certs', certs], { env });
+      expect(made.code).toBe(0);
+
+      const refused = await runNode([CLI, 'start', '--port', '0', '--no-persist', '--certs', certs, '--providers', 'mimo,deepseek'], { env });
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(/^ERROR: the CA at \S+ca\.pem permits only xiaomimimo\.com, but the domains to intercept include api\.deepseek\.com\. Fix: run mimo-proxy ca --renew --providers mimo,deepseek --certs \S+ to make a new CA/);
+      const command = /Fix: run (mimo-proxy ca --renew [^\n]*?) to make a new CA/.exec(refused.stderr)![1]!;
+
+      const renewed = await runNode([CLI, ...command.split(' ').slice(1)], { env });
+      expect(renewed.code, renewed.stderr).toBe(0);
+      expect(renewed.stdout).toMatch(/Made a new mimo-proxy CA for xiaomimimo\.com, api\.deepseek\.com/);
+      expect(renewed.stdout).toMatch(/The old CA \(SHA-256 [0-9A-F:]+\) and its key are kept in \S+old-ca-/);
+
+      proxy = await spawnProxy(['--certs', certs, '--providers', 'mimo,deepseek', ...providerArgs(fake)]);
+      const page = await request(`${proxy.url}/`, { agent: new http.Agent(), headers: { accept: 'application/json' } });
+      expect(page.json().providers).toEqual(['mimo', 'deepseek']);
+      const status = await runNode([CLI, 'status', '--port', String(proxy.port)], { env });
+      expect(status.stdout).toMatch(/providers +mimo, deepseek\n/);
+
+      // DeepSeek now goes through the new CA.
+      const agent = new ConnectAgent({ host: '127.0.0.1', port: proxy.port });
+      try {
+        const pem = (await runNode([CLI, 'ca', '--pem', '--certs', certs, '--providers', 'mimo,deepseek'], { env })).stdout;
+        const { turns } = await runConversation({ url: 'https://api.deepseek.com/v1/chat/completions', agent, ca: pem, key: 'sk-renewed', stream: false });
+        expect(turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+        expect(turns[0]!.response.peerCertificate?.issuer?.CN).toMatch(/mimo-proxy/i);
+      } finally {
+        agent.destroy();
+      }
+    } finally {
+      await proxy?.stop();
+      await fake.close();
+      rmSync(certs, { recursive: true, force: true });
+    }
+  });
 });
