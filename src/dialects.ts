@@ -5,10 +5,12 @@
  * whose path matches an entry gets that dialect, the first match winning;
  * every other request (`/v1/responses` included) gets none and passes
  * through untouched. Which provider serves which of these on which paths is
- * ../providers.ts.
+ * ../providers.ts (its entries name a dialect by its `name`); the paths
+ * here are MiMo's.
  */
 import { anthropicDialect } from './anthropic/dialect.js';
 import { chatDialect } from './chat/dialect.js';
+import { ANTHROPIC_MESSAGES_PATH, CHAT_COMPLETIONS_PATH } from './providers.js';
 import type { Dialect } from './reasoning/dialect.js';
 
 export interface DialectRoute {
@@ -17,19 +19,18 @@ export interface DialectRoute {
   path: RegExp;
 }
 
-/** The Anthropic-compatible endpoint: base `https://<host>/anthropic`. */
-export const ANTHROPIC_MESSAGES_PATH = /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/;
-/** OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`, `/coding/v1/...`). */
-export const CHAT_COMPLETIONS_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
-
-/** MiMo's surfaces (its provider entry, ../providers.ts, serves exactly these). */
+/** Every dialect, on MiMo's paths. */
 export const DIALECTS: readonly DialectRoute[] = [
   { dialect: anthropicDialect, path: ANTHROPIC_MESSAGES_PATH },
   { dialect: chatDialect, path: CHAT_COMPLETIONS_PATH },
 ];
 
-/** The dialect of `routes` serving a request, the first match winning: only POSTs are served. */
-export function dialectFor(method: string | undefined, path: string, routes: readonly DialectRoute[] = DIALECTS): Dialect | undefined {
+export function dialectFor(method: string | undefined, path: string): Dialect | undefined {
   if (method !== 'POST') return undefined;
-  return routes.find((route) => route.path.test(path))?.dialect;
+  return DIALECTS.find((route) => route.path.test(path))?.dialect;
+}
+
+/** The dialect a provider's surface names (../providers.ts). */
+export function dialectNamed(name: string): Dialect | undefined {
+  return DIALECTS.find((route) => route.dialect.name === name)?.dialect;
 }

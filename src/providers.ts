@@ -11,13 +11,23 @@
  * their turn, which is what every provider here needs: DeepSeek rejects `""`
  * and a constant placeholder made models parrot it.
  */
-import { anthropicDialect } from './anthropic/dialect.js';
-import { chatDialect } from './chat/dialect.js';
-import { ANTHROPIC_MESSAGES_PATH, CHAT_COMPLETIONS_PATH, DIALECTS, dialectFor, type DialectRoute } from './dialects.js';
 import { isOurHost } from './net/hosts.js';
-import type { Dialect } from './reasoning/dialect.js';
-import { ANY_REASONING_REJECTION } from './reasoning/rejection.js';
-import type { UpstreamRules } from './reasoning/upstream.js';
+import { ANY_REASONING_REJECTION, type UpstreamRules } from './reasoning/upstream.js';
+
+/**
+ * One surface: the dialect (by its name in ../dialects.ts) serving the request paths that match.
+ * By name, so this registry loads no dialect: `mimo-proxy env` reads it on every activation.
+ */
+export interface Surface {
+  dialect: string;
+  /** The request path (query included). */
+  path: RegExp;
+}
+
+/** The Anthropic-compatible endpoint: base `https://<host>/anthropic`. */
+export const ANTHROPIC_MESSAGES_PATH = /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/;
+/** OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`, `/coding/v1/...`). */
+export const CHAT_COMPLETIONS_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
 
 export interface Provider extends UpstreamRules {
   /** What `--providers` takes. */
@@ -27,7 +37,7 @@ export interface Provider extends UpstreamRules {
   /** Domains intercepted when it is on, each with all its subdomains (MiMo's are --hosts). */
   readonly domains: readonly string[];
   /** Its surfaces: which dialect serves which request path, the first match winning. */
-  readonly surfaces: readonly DialectRoute[];
+  readonly surfaces: readonly Surface[];
   /** What is known of its rule: checked against its live API, or only reported (PROVIDERS.md). */
   readonly evidence: 'platform notice' | 'reported';
 }
@@ -40,7 +50,10 @@ export const PROVIDERS: readonly Provider[] = [
     id: 'mimo',
     label: 'Xiaomi MiMo',
     domains: ['xiaomimimo.com'],
-    surfaces: DIALECTS,
+    surfaces: [
+      { dialect: 'anthropic', path: ANTHROPIC_MESSAGES_PATH },
+      { dialect: 'chat', path: CHAT_COMPLETIONS_PATH },
+    ],
     // "The reasoning_content in the thinking mode must be passed back to the API." on both
     // surfaces (MIMO-API.md), matched loosely: the wording is only known from one notice.
     rejections: [ANY_REASONING_REJECTION],
@@ -52,8 +65,8 @@ export const PROVIDERS: readonly Provider[] = [
     label: 'DeepSeek',
     domains: ['api.deepseek.com'],
     surfaces: [
-      { dialect: chatDialect, path: DEEPSEEK_CHAT_PATH },
-      { dialect: anthropicDialect, path: ANTHROPIC_MESSAGES_PATH },
+      { dialect: 'chat', path: DEEPSEEK_CHAT_PATH },
+      { dialect: 'anthropic', path: ANTHROPIC_MESSAGES_PATH },
     ],
     rejections: [
       // chat
@@ -75,7 +88,7 @@ export const PROVIDERS: readonly Provider[] = [
     label: 'Moonshot Kimi',
     domains: ['api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'],
     // Chat on any base path: `https://api.moonshot.ai/v1`, `https://api.kimi.com/coding/v1`.
-    surfaces: [{ dialect: chatDialect, path: CHAT_COMPLETIONS_PATH }],
+    surfaces: [{ dialect: 'chat', path: CHAT_COMPLETIONS_PATH }],
     rejections: [/thinking is enabled but reasoning_content is missing in assistant tool call message at index \d+/],
     evidence: 'reported',
   },
@@ -103,9 +116,10 @@ export function providerForHost(host: string, enabled: readonly EnabledProvider[
   return hit && providerById(hit.id);
 }
 
-/** The dialect serving a request to `provider`, or undefined: the request passes through untouched. */
-export function surfaceFor(provider: Provider, method: string | undefined, path: string): Dialect | undefined {
-  return dialectFor(method, path, provider.surfaces);
+/** The name of the dialect serving a request to `provider`, or undefined: the request passes through untouched. */
+export function surfaceFor(provider: Provider, method: string | undefined, path: string): string | undefined {
+  if (method !== 'POST') return undefined;
+  return provider.surfaces.find((surface) => surface.path.test(path))?.dialect;
 }
 
 /** A word for a POSIX shell: as is when plain, else single-quoted. */

@@ -24,6 +24,7 @@ import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
 import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
+import { dialectNamed } from '../dialects.js';
 import { surfaceFor } from '../providers.js';
 import type { Counters } from '../stats.js';
 import type { ConnectRoute } from './routes.js';
@@ -112,7 +113,8 @@ export function createPlugin(deps: PluginDeps) {
     }
 
     const provider = route.kind === 'passthrough' ? undefined : route.provider;
-    const surface = provider ? surfaceFor(provider, ctx.clientToProxyRequest.method, options.path) : undefined;
+    const dialect = provider ? surfaceFor(provider, ctx.clientToProxyRequest.method, options.path) : undefined;
+    const surface = dialect === undefined ? undefined : dialectNamed(dialect);
     const state: RequestState = {
       target: formatHostPort(route.host, route.port),
       aborted: false,

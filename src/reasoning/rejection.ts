@@ -11,6 +11,9 @@
  * never throws.
  */
 import { createParser } from 'eventsource-parser';
+import { ANY_REASONING_REJECTION } from './upstream.js';
+
+export { ANY_REASONING_REJECTION } from './upstream.js';
 
 /**
  * The rejection is a short JSON object: an error body larger than this is not it, so only
@@ -18,11 +21,6 @@ import { createParser } from 'eventsource-parser';
  */
 export const MAX_REJECTION_BYTES = 64 * 1024;
 
-/**
- * Mentions reasoning_content and says it is missing or required, not e.g. "unsupported" (a
- * retry cannot help the latter): MiMo's text and the variants other gateways relay.
- */
-export const ANY_REASONING_REJECTION = /^(?=[^]*reasoning[_\s-]?content)(?=[^]*(?:pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)))/i;
 
 /** Whether a 400's body is the reasoning rejection: any of `patterns` matches its error texts. */
 export function isReasoningRejection(status: number, body: Buffer, patterns: readonly RegExp[] = [ANY_REASONING_REJECTION]): boolean {
