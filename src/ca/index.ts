@@ -145,7 +145,8 @@ export async function renewCa(options: CaOptions): Promise<Renewal> {
     } catch {
       oldFingerprint256 = undefined;
     }
-    keptAside = path.join(dir, `old-ca-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`);
+    // To the millisecond, so two renewals never meet in one folder.
+    keptAside = path.join(dir, `old-ca-${now.toISOString().replace(/[-:.]/g, '')}`);
     try {
       await fs.mkdir(keptAside, { mode: PRIVATE_DIR_MODE });
       for (const name of present) await fs.rename(path.join(dir, name), path.join(keptAside, name));

@@ -12,7 +12,7 @@
  * traffic: anything it cannot improve goes upstream as the client sent it.
  */
 import type http from 'node:http';
-import type { Degrade, ProxyConfig } from '../config.js';
+import type { ProxyConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.js';

@@ -21,7 +21,6 @@ export { ANY_REASONING_REJECTION } from './upstream.js';
  */
 export const MAX_REJECTION_BYTES = 64 * 1024;
 
-
 /** Whether a 400's body is the reasoning rejection: any of `patterns` matches its error texts. */
 export function isReasoningRejection(status: number, body: Buffer, patterns: readonly RegExp[] = [ANY_REASONING_REJECTION]): boolean {
   try {

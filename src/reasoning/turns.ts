@@ -13,6 +13,8 @@
  *                         turn degrades (degrade.ts): a placeholder, or its tool
  *                         exchange flattened into text; never when the request
  *                         turned thinking off (counted as missing all the same).
+ * Before the walk, a dialect may repair the messages for a provider's other
+ * avoidable 400s (the policy's `repairs`), so turns are found as repaired.
  * The dialect (its TurnDialect) says what a turn, its reasoning and its
  * calls look like, and writes the changed messages. The loop changes nothing
  * while it walks: it collects edits and applies them at the end, so every
