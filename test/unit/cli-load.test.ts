@@ -97,6 +97,9 @@ describe('what the CLI loads', () => {
     expect(modules).toContain('ca/index.js');
     expect(proxyModules(modules)).toEqual([]);
     expect(modules).not.toContain('node:http'); // the probe takes node:http as CommonJS (see cli/status.ts)
+    // The provider registry names dialects without loading them.
+    expect(modules).toContain('providers.js');
+    expect(modules.filter((m) => /^(chat|anthropic)\//.test(m) || m === 'dialects.js' || m === 'package:eventsource-parser')).toEqual([]);
   });
 
   it('status asks a wildcard --host on loopback instead of refusing it as an open proxy', async () => {
