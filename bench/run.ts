@@ -5,7 +5,7 @@
  * proxy runs as its own process (the real CLI), so its CPU and RSS are its
  * own. Everything talks to 127.0.0.1 only; every loop is bounded.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -92,6 +92,20 @@ async function spawnProxy(fake: FakeMimo, certsDir: string): Promise<ProxyProces
   };
   spawned.push(handle);
   return handle;
+}
+
+/** The node flags a proxy process runs with (`start` adds V8 flags to its own command line). */
+function nodeFlags(pid: number): string[] {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  return argv.slice(1, argv.indexOf(CLI)).filter((arg) => arg.startsWith('--'));
+}
+
+/** bench/tls-floor.ts in its own process, with `flags`. */
+function tlsFloor(streams: number, flags: readonly string[]): { idleMiB: number; openMiB: number } {
+  const script = path.join(ROOT, '.bench-build', 'bench', 'tls-floor.js');
+  const run = spawnSync(process.execPath, [...flags, script, String(streams)], { encoding: 'utf8', timeout: 90_000 });
+  if (run.status !== 0) throw new Error(`tls-floor failed: ${run.stderr || run.error?.message}`);
+  return JSON.parse(run.stdout.trim()) as { idleMiB: number; openMiB: number };
 }
 
 /** utime+stime of a process, in seconds (Linux /proc). */
@@ -504,11 +518,16 @@ async function main(): Promise<void> {
     });
     await sleep(1000); // every stream under way, a few events each
     const withOpen = rssMiB(memProxy.pid);
+    const proxyFlags = nodeFlags(memProxy.pid);
     for (const req of open) req.destroy();
     openAgent.destroy();
     Object.assign(fake.options, SHORT);
     row('proxy RSS with 500 open streams (mitm)', `${withOpen.rss} MiB (peak ${withOpen.peak})`, `idle before: ${before.rss} MiB`, '<= 160 MiB', withOpen.rss <= 160);
     await memProxy.stop();
+    // Node's own floor for the same: an HTTPS server and client in one process, 500 streams open
+    // between them (one accepted and one opened TLS connection each), with the proxy's node flags.
+    const floor = tlsFloor(500, proxyFlags);
+    row("Node's floor: 500 open streams, an HTTPS server + client in one process, no proxy", `${floor.openMiB} MiB (+${round(floor.openMiB - floor.idleMiB, 1)})`, `idle ${floor.idleMiB} MiB; the proxy: +${round(withOpen.rss - before.rss, 1)} MiB over its idle`);
 
     //    b. 15,000 short requests (16 at a time, every other one streamed), every reply learned into the cache.
     const seqProxy = await spawnProxy(fake, path.join(certsDir, 'many'));
@@ -531,7 +550,7 @@ async function main(): Promise<void> {
     const afterMany = rssMiB(seqProxy.pid);
     await seqProxy.stop();
     row('proxy RSS after 15,000 requests (mitm, every reply learned)', `${afterMany.rss} MiB (at 5k / 10k / 15k: ${rssAt[5000]} / ${rssAt[10000]} / ${rssAt[15000]}; peak ${afterMany.peak})`, `idle after start: ${idleMany.rss} MiB`, '<= 150 MiB', afterMany.rss <= 150);
-    results.memoryMiB = { openStreams: { idle: before, with500: withOpen }, many: { idle: idleMany, at: rssAt, after: afterMany, seconds: round(manySeconds, 1) } };
+    results.memoryMiB = { openStreams: { idle: before, with500: withOpen, nodeFloor: floor }, many: { idle: idleMany, at: rssAt, after: afterMany, seconds: round(manySeconds, 1) } };
 
     // 7. 32 MB forgetful request bodies, rewritten, while the probe (a worker thread) asks /health,
     //    reads a stream with an event every 5 ms and samples the proxy's RSS. The fake hashes large
