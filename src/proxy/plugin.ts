@@ -153,8 +153,8 @@ export function createPlugin(deps: PluginDeps) {
         // only once cb is called, so the body is written first.
         void exchange.requestEndEncoded(encoding ?? '').then((end) => {
           if (end.decoded) delete options.headers['content-encoding']; // a retry sends a decoded body
-          if (end.body && !state.aborted) writeBody(request, end.body, end.identity);
-          cb();
+          if (end.body && !state.aborted) writeBody(request, end.body, end.identity, () => cb());
+          else cb();
         });
         return;
       }
@@ -163,12 +163,15 @@ export function createPlugin(deps: PluginDeps) {
         if (body instanceof Promise) {
           // A large body is rewritten off the event loop (never rejects); cb ends the request.
           void body.then((rewritten) => {
-            if (rewritten && !state.aborted) writeBody(request, rewritten, false);
-            cb();
+            if (rewritten && !state.aborted) writeBody(request, rewritten, false, () => cb());
+            else cb();
           });
           return;
         }
-        if (body) writeBody(request, body, false);
+        if (body) {
+          writeBody(request, body, false, () => cb());
+          return;
+        }
       }
       cb();
     });
@@ -269,7 +272,7 @@ export function createPlugin(deps: PluginDeps) {
         reject(new UpstreamProtocolError('it switched protocols (101)'));
       });
       armTimeout(state, request);
-      request.end(body);
+      writeSliced(request, body, () => request.end());
     });
   }
 
@@ -333,12 +336,46 @@ function holdBack(source: Readable, sink: Writable): void {
   }
 }
 
-/** The request body upstream, framed by its length; `identity`: a decoded body, so no Content-Encoding. */
-function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean): void {
+/** The request body upstream, framed by its length; `identity`: a decoded body, so no Content-Encoding. `done` once it is handed over. */
+function writeBody(request: http.ClientRequest, body: Buffer, identity: boolean, done: () => void): void {
   if (!request.headersSent) {
     request.removeHeader('transfer-encoding');
     if (identity) request.removeHeader('content-encoding');
     request.setHeader('content-length', String(body.length));
   }
-  request.write(body);
+  writeSliced(request, body, done);
+}
+
+/**
+ * TLS encrypts a write in one go on the event loop: one 32 MB write holds it for about 30 ms.
+ * So a body larger than this is handed over a slice at a time, the next once the last has
+ * drained (about 2 ms each), and other connections are served in between.
+ */
+export const WRITE_SLICE_BYTES = 1024 * 1024;
+
+/** Writes `body` to `request` in slices of WRITE_SLICE_BYTES; `done` after the last, or at once when the request is gone. Never throws. */
+export function writeSliced(request: http.ClientRequest, body: Buffer, done: () => void): void {
+  let offset = 0;
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    request.off('drain', next);
+    request.off('close', finish);
+    done();
+  };
+  function next(): void {
+    while (offset < body.length) {
+      if (request.destroyed) return finish();
+      const slice = body.subarray(offset, offset + WRITE_SLICE_BYTES);
+      offset += slice.length;
+      if (!request.write(slice) && offset < body.length) return; // 'drain' calls next again
+    }
+    finish();
+  }
+  if (body.length > WRITE_SLICE_BYTES) {
+    request.on('drain', next);
+    request.once('close', finish);
+  }
+  next();
 }
