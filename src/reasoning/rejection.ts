@@ -6,7 +6,10 @@
  * as plain JSON or SSE-framed (`data: {...}` events, maybe then `data: [DONE]`)
  * when the request was streamed. DeepSeek's wording (same sentence with
  * backticks) and Kimi's ("reasoning_content is missing in assistant tool
- * call message at index N") match too. Pure; never throws.
+ * call message at index N") match too, and so does the Responses API's shape
+ * of it: the same `error` object, an SSE `error` event (message at the top)
+ * or a `response.failed` event (`response.error`), DeepSeek's sentence there
+ * naming `reasoning_text`. Pure; never throws.
  */
 import { createParser } from 'eventsource-parser';
 
@@ -16,7 +19,7 @@ import { createParser } from 'eventsource-parser';
  */
 export const MAX_REJECTION_BYTES = 64 * 1024;
 
-const MENTIONS_REASONING = /reasoning[_\s-]?content/i;
+const MENTIONS_REASONING = /reasoning[_\s-]?(?:content|text)/i;
 /** Says it is missing or required, not e.g. "unsupported": a retry cannot help the latter. */
 const SAYS_MISSING = /pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)/i;
 
@@ -80,5 +83,8 @@ function errorTexts(payload: unknown): string[] {
     const value = record[field];
     if (typeof value === 'string') texts.push(value);
   }
+  // A Responses stream's `response.failed` event: {"type":"response.failed","response":{"error":{...}}}.
+  const response = record['response'];
+  if (typeof response === 'object' && response !== null && !Array.isArray(response)) texts.push(...errorTexts({ error: (response as Record<string, unknown>)['error'] }));
   return texts;
 }
