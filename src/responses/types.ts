@@ -16,8 +16,8 @@
  *   {"responses_reasoning":[{"at":0,"item":{"type":"reasoning","id":…,"content":[…]}}, ...]}
  * where `item` keeps only what the upstream sent of `type`, `id`, `summary`,
  * `content` and `encrypted_content` (never a field it did not send; `status`,
- * a field of the output's lifecycle, is left out), so it is put back as the
- * upstream produced it. Values stored by the other dialects never reach this
+ * a field of the output's lifecycle, and a null `encrypted_content` are left
+ * out), so it is put back as the upstream produced it. Values stored by the other dialects never reach this
  * one: the cache scopes them apart.
  */
 import { isRecord } from '../reasoning/json.js';
@@ -126,10 +126,14 @@ export function carriesReasoning(item: unknown): boolean {
   return hasReasoning(reasoningText(item)) || (typeof encrypted === 'string' && encrypted !== '');
 }
 
-/** The remembered part of a reasoning item: only the fields it has of KEPT_FIELDS. */
+/**
+ * The remembered part of a reasoning item: only the fields it has of KEPT_FIELDS, in that
+ * order (`encrypted_content: null`, which clients add, counts as absent), so the same item
+ * learned from an answer and from a request is the same string.
+ */
 export function keptReasoning(item: Record<string, unknown>): Record<string, unknown> {
   const kept: Record<string, unknown> = {};
-  for (const field of KEPT_FIELDS) if (item[field] !== undefined) kept[field] = item[field];
+  for (const field of KEPT_FIELDS) if (item[field] !== undefined && item[field] !== null) kept[field] = item[field];
   return kept;
 }
 

@@ -5,10 +5,12 @@
  * fake MiMo's /v1/responses, which knows the exact reasoning item it produced
  * for every call_id and (with rejectPlaceholders) accepts nothing else.
  */
+import { rmSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startRig, stopRig, type Rig } from '../support/harness.js';
-import { request } from '../support/proxy-client.js';
+import { startFakeMimo } from '../support/fake-mimo.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Rig } from '../support/harness.js';
+import { ConnectAgent, request } from '../support/proxy-client.js';
 import { runResponsesConversation, sendResponses, type Item } from '../support/responses-conversation.js';
 
 const URL_ = 'https://api.xiaomimimo.com/v1/responses';
@@ -180,6 +182,16 @@ describe('the Responses surface', () => {
     expect(health.status).toBe(200);
   });
 
+  it('puts back the exact items in a body over 1 MiB (rewritten off the event loop)', async () => {
+    const { fake, h, agent } = rig;
+    const big = [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: `请看这份日志：${'日志行 '.repeat(200_000)}` }] }];
+    const before = fake.responses.echoes.length;
+    const { turns } = await runResponsesConversation({ url: URL_, agent, ca: h.proxy.ca.caPem, key: 'sk-resp-big', stream: true, history: big });
+    expect(fake.requests.at(-1)!.body.length).toBeGreaterThan(1024 * 1024);
+    expect(turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+    expect(fake.responses.echoes.slice(before).map((e) => e.exact)).toEqual(Array(6).fill(true));
+  });
+
   it('serves the Responses surface in direct mode too', async () => {
     const { fake, h } = rig;
     const plain = new http.Agent({ keepAlive: true });
@@ -189,5 +201,33 @@ describe('the Responses surface', () => {
     expect(fake.responses.echoes.slice(before).every((e) => e.exact)).toBe(true);
     expect(fake.requests.at(-1)!.path).toBe('/v1/responses');
     plain.destroy();
+  });
+});
+
+describe('the Responses surface across a restart', () => {
+  it('continues a conversation with its exact reasoning items after the proxy restarts', async () => {
+    const fake = await startFakeMimo({ toolRounds: 3, rejectPlaceholders: true });
+    const certsDir = tempDir('resp-restart');
+    try {
+      let h = await startHarness(upstreamArgs(fake), { certsDir });
+      let agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+      const part = await runResponsesConversation({ url: URL_, agent, ca: h.proxy.ca.caPem, key: 'sk-resp-restart', stream: true, maxRounds: 2 });
+      expect(part.turns.map((t) => t.response.status)).toEqual([200, 200]);
+      agent.destroy();
+      await h.stop();
+
+      h = await startHarness(upstreamArgs(fake), { certsDir });
+      agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+      const before = fake.responses.echoes.length;
+      const rest = await runResponsesConversation({ url: URL_, agent, ca: h.proxy.ca.caPem, key: 'sk-resp-restart', stream: false, history: part.history });
+      expect(rest.turns.map((t) => t.response.status)).toEqual([200, 200]);
+      expect(fake.responses.echoes.slice(before).map((e) => e.exact)).toEqual(Array(5).fill(true));
+      expect(h.proxy.counters.retries).toBe(0);
+      agent.destroy();
+      await h.stop();
+    } finally {
+      await fake.close();
+      rmSync(certsDir, { recursive: true, force: true });
+    }
   });
 });

@@ -209,3 +209,14 @@ describe('the reasoning 400 on the Responses surface', () => {
     expect(isReasoningRejection(400, Buffer.from(JSON.stringify({ error: error('reasoning_text is not supported by this model') })))).toBe(false);
   });
 });
+
+describe('what the Responses dialect remembers', () => {
+  it('is the same string for an item learned from an answer and from a request that kept it (status and a null encrypted_content left out)', () => {
+    const tap = createResponsesJsonTap();
+    tap.feed(Buffer.from(JSON.stringify(responseObject('r', 'm', 'completed', [{ ...R1, status: 'completed' }, FIRST[1]]))));
+    const fromAnswer = tap.end()![0]!.reasoning;
+    const kept = [...start, { ...R1, encrypted_content: null }, FIRST[1], output('call_a', 'ok')];
+    const outcome = rewriteResponsesRequest(body({ input: kept }), memory().lookup, PLACEHOLDER);
+    expect(outcome.kind === 'unchanged' && outcome.learned[0]!.reasoning).toBe(fromAnswer);
+  });
+});
