@@ -1,7 +1,7 @@
 /**
- * THE turn loop: the request side of both dialects (any whose requests are a
- * `messages` list of role-tagged turns). It walks the assistant turns in
- * order, numbering them (step 1, 2, ...):
+ * THE turn loop: the request side of every dialect (its requests' turns are
+ * a `messages` list of role-tagged turns, or a list the dialect makes of them).
+ * It walks the assistant turns in order, numbering them (step 1, 2, ...):
  *   reasoning of its own  the turn is left as sent and reported in
  *                         `learned`, under its context, to be remembered;
  *   no tool calls         a plain turn is left alone unless the policy asks
