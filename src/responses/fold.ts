@@ -162,9 +162,10 @@ export function createResponsesFold(options: { maxFoldedChars?: number } = {}): 
     },
     completed: () => completed,
     output() {
-      const last = Math.max(completedOutput.length - 1, ...states.keys());
+      // The indexes seen, not a range up to the largest: an upstream's output_index may be anything.
+      const indexes = [...new Set([...completedOutput.keys(), ...states.keys()])].sort((a, b) => a - b);
       const items: Record<string, unknown>[] = [];
-      for (let i = 0; i <= last; i++) {
+      for (const i of indexes) {
         const state = states.get(i);
         const item = state ? wholeItem(state, completedOutput[i]) : completedOutput[i];
         if (isRecord(item)) items.push(item);

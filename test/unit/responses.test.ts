@@ -161,6 +161,18 @@ describe('the Responses dialect', () => {
     const tap = createResponsesSseTap();
     tap.feed(Buffer.from(junk.map((event) => `data: ${JSON.stringify(event)}\n\n`).join('')));
     expect(() => tap.end()).not.toThrow();
+    // Indexes far apart cost nothing: only the items seen are folded, in index order.
+    const sparse = createResponsesSseTap();
+    const far = [
+      { type: 'response.output_item.done', output_index: 2 ** 40, item: call('call_far', 'shell', '{}') },
+      { type: 'response.output_item.done', output_index: 7, item: R1 },
+      { type: 'response.completed', response: { output: [] } },
+    ];
+    sparse.feed(Buffer.from(far.map((event) => `data: ${JSON.stringify(event)}\n\n`).join('')));
+    const started = performance.now();
+    const sparseLearned = sparse.end()!;
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(sparseLearned.map((l) => [l.identity.ids, decodeReasoning(l.reasoning)?.[0]?.item])).toEqual([[['call_far'], R1]]);
     // A stream with reasoning pieces but items that never finish: learned from the pieces, nothing invented.
     const pieces = createResponsesSseTap();
     const events = [
