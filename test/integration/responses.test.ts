@@ -231,3 +231,19 @@ describe('the Responses surface across a restart', () => {
     }
   });
 });
+
+describe('the Responses surface when the upstream stalls mid-stream', () => {
+  it('ends the stream with a response.failed event that carries the reason (what Codex reports), and serves on', async () => {
+    const rig = await startRig({ toolRounds: 3, stallAfterEvents: 4 }, ['--no-persist', '--timeout', '1s']);
+    try {
+      const res = await sendResponses({ url: URL_, agent: rig.agent, ca: rig.h.proxy.ca.caPem, key: 'sk-resp-stall', stream: true }, 'hi').catch((err: Error) => err);
+      expect(res).toBeInstanceOf(Error);
+      expect((res as Error).message).toMatch(/^stream error: .*"type":"response.failed".*timed out/);
+      rig.fake.options.stallAfterEvents = undefined;
+      const next = await sendResponses({ url: URL_, agent: rig.agent, ca: rig.h.proxy.ca.caPem, key: 'sk-resp-stall', stream: true }, 'hi');
+      expect(next.response.status).toBe(200);
+    } finally {
+      await stopRig(rig);
+    }
+  });
+});

@@ -635,6 +635,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         rejectPlaceholders: o.rejectPlaceholders === true,
         chunkDelayMs: o.chunkDelayMs ?? 0,
         sseFramedErrors: o.sseFramedErrors === true,
+        stallAfterEvents: o.stallAfterEvents,
       }, record).catch(() => res.destroy());
       return;
     }

@@ -57,6 +57,8 @@ export interface FakeResponsesOptions {
   /** When the request had stream:true, send the 400 as SSE events (an `error` event then `response.failed`). */
   sseFramedErrors: boolean;
   chunkDelayMs: number;
+  /** Streamed answers: nothing more is written after this many events until the client goes away. */
+  stallAfterEvents?: number | undefined;
 }
 
 export const DEEPSEEK_RESPONSES_REJECTION = 'The `reasoning_text` in the thinking mode must be passed back to the API.';
@@ -322,8 +324,12 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const delay = bounded(options.chunkDelayMs, 0, MAX_DELAY_MS);
-  for (const event of responseEvents(id, model, items)) {
+  for (const [index, event] of responseEvents(id, model, items).entries()) {
     if (res.destroyed || res.writableEnded) return;
+    if (options.stallAfterEvents !== undefined && index >= options.stallAfterEvents) {
+      await new Promise((resolve) => res.once('close', resolve));
+      return;
+    }
     res.write(event);
     await new Promise((resolve) => (delay > 0 ? setTimeout(resolve, delay) : setImmediate(resolve)));
   }
