@@ -23,9 +23,8 @@
  * without `input`.
  */
 import { isRecord } from '../reasoning/json.js';
-import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from '../reasoning/rewrite.js';
+import type { ReasoningLookup, RewriteOutcome, RewritePolicy, SkipReason } from '../reasoning/rewrite.js';
 import { rewriteTurns, type Conversation, type Edits, type TurnDialect } from '../reasoning/turns.js';
-import type { SkipReason } from '../reasoning/rewrite.js';
 import { flattenRun, placeholderReasoning, withoutEmptyReasoning } from './degrade.js';
 import { responsesContextForm, runIdentity } from './fingerprint.js';
 import { callName, decodeReasoning, encodeReasoning, isFunctionCall, isReasoningItem, isRunItem, itemType, reasoningOfRun, type InputEntry, type StoredReasoning } from './types.js';

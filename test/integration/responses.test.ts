@@ -27,6 +27,7 @@ describe('the Responses surface', () => {
     rig.fake.options.rejectPlaceholders = true;
     rig.fake.options.sseFramedErrors = false;
     rig.fake.options.responses = {};
+    rig.fake.options.compress = undefined;
   });
 
   const shapes = [
@@ -181,6 +182,20 @@ describe('the Responses surface', () => {
     const health = await request(`${h.proxy.url}/health`, { agent: new http.Agent() });
     expect(health.status).toBe(200);
   });
+
+  for (const coding of ['gzip', 'br'] as const) {
+    it(`learns from ${coding} answers the upstream compresses anyway, streamed and not`, async () => {
+      const { fake, h, agent } = rig;
+      fake.options.compress = coding;
+      for (const stream of [true, false]) {
+        const before = fake.responses.echoes.length;
+        const { turns } = await runResponsesConversation({ url: URL_, agent, ca: h.proxy.ca.caPem, key: `sk-resp-${coding}-${stream}`, stream });
+        expect(turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+        expect(fake.requests.at(-1)!.response!.length).toBeGreaterThan(0);
+        expect(fake.responses.echoes.slice(before).map((e) => e.exact)).toEqual(Array(6).fill(true));
+      }
+    });
+  }
 
   it('puts back the exact items in a body over 1 MiB (rewritten off the event loop)', async () => {
     const { fake, h, agent } = rig;

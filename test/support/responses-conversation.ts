@@ -7,6 +7,7 @@
  * reasoning items too, as Codex does when they carry a `summary`.
  */
 import type http from 'node:http';
+import zlib from 'node:zlib';
 import { request, type ClientResponse } from './proxy-client.js';
 
 export type Item = Record<string, any>;
@@ -45,8 +46,19 @@ export async function sendResponses(options: ResponsesOptions, input: Item[] | s
   const body = JSON.stringify({ model: 'mimo-v2.6-pro', instructions: 'You are a coding agent.', stream: options.stream, input, ...options.extra });
   const response = await request(options.url, { agent: options.agent, ca: options.ca, headers: { authorization: `Bearer ${options.key}` }, body });
   if (response.status !== 200) return { response, output: undefined };
-  const output = options.stream ? foldResponsesSse(response.text) : (response.json().output as Item[]);
+  const text = decoded(response).toString('utf8');
+  const output = options.stream ? foldResponsesSse(text) : (JSON.parse(text).output as Item[]);
   return { response, output };
+}
+
+/** The body decoded as its Content-Encoding says (an upstream may compress whatever was asked). */
+function decoded(response: ClientResponse): Buffer {
+  const coding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
+  if (coding === 'gzip') return zlib.gunzipSync(response.body);
+  if (coding === 'br') return zlib.brotliDecompressSync(response.body);
+  if (coding === 'deflate') return zlib.inflateSync(response.body);
+  if (coding === 'zstd') return zlib.zstdDecompressSync(response.body);
+  return response.body;
 }
 
 /** An output item as a client sends it back: without its `status`. */
