@@ -28,7 +28,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export interface ResponsesEcho {
   /** The call the echo is for. */
   callId: string;
-  /** The reasoning item(s) the run carried before the call (their kept fields), as received. */
+  /** The reasoning item(s) the run carried before the call, as received (but for `status`). */
   received: Record<string, unknown>[];
   /** The reasoning item produced for that call (without status), or undefined for a call this fake never made. */
   produced: Record<string, unknown> | undefined;
@@ -158,7 +158,8 @@ function check(body: Record<string, any>, state: FakeResponsesState, options: Fa
     if (type === 'function_call') {
       const callId = typeof (item as any).call_id === 'string' ? ((item as any).call_id as string) : '';
       knownCalls.add(callId);
-      const received = run.map(keptOf);
+      // As received, but for status (a field of the output's lifecycle, which clients may send back).
+      const received = run.map(({ status: _status, ...rest }) => rest);
       const produced = state.produced.get(callId);
       const exact = produced !== undefined && received.some((r) => sameItem(r, produced));
       state.echoes.push({ callId, received, produced, exact });
