@@ -14,7 +14,10 @@ export interface ProxyConfig {
   port: number;
   certsDir: string;
   dataDir: string;
+  /** Every domain intercepted: the enabled providers' domains together. */
   domains: string[];
+  /** The enabled providers (--providers), in order, each with its domains (MiMo's from --hosts). */
+  providers: { id: string; domains: string[] }[];
   upstream: URL;
   connectTo: ConnectToRule[];
   upstreamCaFile: string | undefined;

@@ -3,10 +3,13 @@
  * Every dialect shares the cache, the store, credential scoping, counters
  * and the degrade/retry ladder; each one lives in its own folder. A `POST`
  * whose path matches an entry gets that dialect, the first match winning;
- * every other request gets none and passes through untouched.
+ * every other request gets none and passes through untouched. Which provider serves which of these on which paths is
+ * ../providers.ts (its entries name a dialect by its `name`); the paths
+ * here are MiMo's.
  */
 import { anthropicDialect } from './anthropic/dialect.js';
 import { chatDialect } from './chat/dialect.js';
+import { ANTHROPIC_MESSAGES_PATH, CHAT_COMPLETIONS_PATH, RESPONSES_PATH } from './providers.js';
 import type { Dialect } from './reasoning/dialect.js';
 import { responsesDialect } from './responses/dialect.js';
 
@@ -16,16 +19,19 @@ export interface DialectRoute {
   path: RegExp;
 }
 
+/** Every dialect, on MiMo's paths. */
 export const DIALECTS: readonly DialectRoute[] = [
-  // MiMo's Anthropic-compatible endpoint: base `https://<host>/anthropic`.
-  { dialect: anthropicDialect, path: /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/ },
-  // OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`).
-  { dialect: chatDialect, path: /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/ },
-  // The OpenAI Responses API on any base path (`/v1/responses`): what Codex speaks. Not its sub-paths.
-  { dialect: responsesDialect, path: /^(?:\/[^?#]*)?\/responses\/?(?:[?#].*)?$/ },
+  { dialect: anthropicDialect, path: ANTHROPIC_MESSAGES_PATH },
+  { dialect: chatDialect, path: CHAT_COMPLETIONS_PATH },
+  { dialect: responsesDialect, path: RESPONSES_PATH },
 ];
 
 export function dialectFor(method: string | undefined, path: string): Dialect | undefined {
   if (method !== 'POST') return undefined;
   return DIALECTS.find((route) => route.path.test(path))?.dialect;
+}
+
+/** The dialect a provider's surface names (../providers.ts). */
+export function dialectNamed(name: string): Dialect | undefined {
+  return DIALECTS.find((route) => route.dialect.name === name)?.dialect;
 }

@@ -58,8 +58,12 @@ export const ERRORS = {
     fix: 'use another shell, or unset that variable first',
   },
   CA_DOMAINS: {
-    meaning: 'the domains to intercept are not DNS domains, or the CA in --certs was made for other domains',
-    fix: 'pass domains like xiaomimimo.com; for a CA made for other domains, pass --certs DIR with another folder',
+    meaning: 'the domains to intercept are not DNS domains',
+    fix: 'pass domains like xiaomimimo.com',
+  },
+  CA_NOT_COVERING: {
+    meaning: 'the CA in the certs folder cannot vouch for every domain to intercept: it was made before a provider (--providers) or a domain (--hosts) was added, and a CA\'s name constraints are fixed when it is made',
+    fix: 'make a new CA with mimo-proxy ca --renew and the same --providers, --hosts and --certs (the old CA files are moved aside, not deleted); then trust the new ca.pem again (mimo-proxy ca --install, a new eval of mimo-proxy env) and remove the old CA from every trust store you added it to by hand',
   },
   CA_CORRUPT: {
     meaning: 'the CA in the certs folder cannot be used: ca.pem or ca-key.pem is missing or unreadable, the key is not the certificate\'s, or it is not a CA',

@@ -12,6 +12,8 @@ export interface Counters {
   injected: number;
   placeholders: number;
   flattened: number;
+  /** Messages fixed for another avoidable 400 (a provider's repairs: null or list content, empty call names). */
+  repaired: number;
   retries: number;
   learned: number;
   skippedBodies: number;
@@ -31,6 +33,7 @@ export function newCounters(): Counters {
     injected: 0,
     placeholders: 0,
     flattened: 0,
+    repaired: 0,
     retries: 0,
     learned: 0,
     skippedBodies: 0,

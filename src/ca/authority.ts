@@ -188,7 +188,7 @@ function sleep(ms: number): Promise<void> {
  * Loads the CA in `dir`, or makes one permitting `domains` when there is none. An existing CA
  * is never replaced: if it is unreadable, or does not permit every domain, this throws.
  */
-export async function loadOrCreateAuthority(dir: string, domains: readonly string[], now: Date): Promise<Authority> {
+export async function loadOrCreateAuthority(dir: string, domains: readonly string[], now: Date, renewCommand = 'mimo-proxy ca --renew'): Promise<Authority> {
   const certPath = path.join(dir, CA_CERT_FILE);
   const keyPath = path.join(dir, CA_KEY_FILE);
   let certPem = await readCaFile(certPath);
@@ -216,9 +216,9 @@ export async function loadOrCreateAuthority(dir: string, domains: readonly strin
     const permits =
       authority.permittedDomains.length > 0 ? `permits only ${authority.permittedDomains.join(', ')}` : 'has no name constraints';
     throw new MimoProxyError(
-      'CA_DOMAINS',
-      `the CA at ${certPath} ${permits}, but the configured domains include ${uncovered.join(', ')}`,
-      `pass --certs DIR with another folder, or delete ${certPath} and ${keyPath} to make a new CA (clients must then trust the new ${CA_CERT_FILE})`,
+      'CA_NOT_COVERING',
+      `the CA at ${certPath} ${permits}, but the domains to intercept include ${uncovered.join(', ')}`,
+      `run ${renewCommand} to make a new CA (${certPath} and its key are moved aside, not deleted), then trust the new ${CA_CERT_FILE} again and remove the old CA from every trust store you added it to; or pass --certs DIR with another folder`,
     );
   }
   return authority;

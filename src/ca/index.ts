@@ -4,14 +4,15 @@
  * we intercept (leaf-cache.ts), signed on demand, cached on disk, and kept in memory with
  * their TLS context until they are due for renewal.
  */
+import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { SecureContext } from 'node:tls';
 import { MimoProxyError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isDnsName, normaliseHost } from '../net/hosts.js';
-import { CA_KEY_FILE, DAY_MS, loadOrCreateAuthority, type Authority } from './authority.js';
-import { ensurePrivateDir, unwritableError } from './files.js';
+import { CA_CERT_FILE, CA_KEY_FILE, DAY_MS, loadOrCreateAuthority, type Authority } from './authority.js';
+import { ensurePrivateDir, PRIVATE_DIR_MODE, unwritableError } from './files.js';
 import { loadOrCreateLeafKey, RENEW_BEFORE_MS, type LeafCertificate } from './leaf.js';
 import type { LeafCache } from './leaf-cache.js';
 
@@ -26,6 +27,8 @@ export interface CaOptions {
   now?: () => Date;
   /** Where the few non-fatal problems (a leaf that could not be cached on disk) are reported. */
   logger?: Logger;
+  /** The command that makes a new CA for these domains, named when the CA there does not cover them. */
+  renewCommand?: string;
 }
 
 export interface CertificateAuthority {
@@ -92,7 +95,7 @@ export async function loadOrCreateCa(options: CaOptions): Promise<CertificateAut
   } catch (error) {
     throw unwritableError('the CA', dir, error);
   }
-  const authority = await loadOrCreateAuthority(dir, domains, clock());
+  const authority = await loadOrCreateAuthority(dir, domains, clock(), options.renewCommand);
   const leafKey = await loadOrCreateLeafKey(dir);
 
   // The leaf cache (lru-cache, node:tls, and node-forge to sign) is loaded with the first leaf
@@ -113,4 +116,43 @@ export async function loadOrCreateCa(options: CaOptions): Promise<CertificateAut
     leafFor: async (hostname) => (await leafCache()).leafFor(hostname),
     contextFor: (hostname) => (leaves !== undefined ? leaves.contextFor(hostname) : leafCache().then((cache) => cache.contextFor(hostname))),
   };
+}
+
+/** What `renewCa` did: the new CA, and where the old one was put (undefined: there was none). */
+export interface Renewal {
+  ca: CertificateAuthority;
+  keptAside: string | undefined;
+  /** The old CA's SHA-256 (to find it in trust stores), when it could be read. */
+  oldFingerprint256: string | undefined;
+}
+
+/**
+ * A new CA for `options.domains` in `options.dir`: the old ca.pem and ca-key.pem, when there
+ * are any, are moved into a new folder `old-ca-<time>` beside them (0700, the key keeps its
+ * 0600), never deleted: clients that trust the old CA are to be cleaned up by hand.
+ */
+export async function renewCa(options: CaOptions): Promise<Renewal> {
+  const dir = path.resolve(options.dir);
+  const now = (options.now ?? (() => new Date()))();
+  const files = [CA_CERT_FILE, CA_KEY_FILE];
+  const present: string[] = [];
+  for (const name of files) if (await exists(path.join(dir, name))) present.push(name);
+  let keptAside: string | undefined;
+  let oldFingerprint256: string | undefined;
+  if (present.length > 0) {
+    try {
+      oldFingerprint256 = new X509Certificate(await fs.readFile(path.join(dir, CA_CERT_FILE))).fingerprint256;
+    } catch {
+      oldFingerprint256 = undefined;
+    }
+    // To the millisecond, so two renewals never meet in one folder.
+    keptAside = path.join(dir, `old-ca-${now.toISOString().replace(/[-:.]/g, '')}`);
+    try {
+      await fs.mkdir(keptAside, { mode: PRIVATE_DIR_MODE });
+      for (const name of present) await fs.rename(path.join(dir, name), path.join(keptAside, name));
+    } catch (error) {
+      throw unwritableError('the old CA', keptAside, error);
+    }
+  }
+  return { ca: await loadOrCreateCa(options), keptAside, oldFingerprint256 };
 }

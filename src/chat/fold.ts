@@ -22,7 +22,7 @@ import type { ResponseTap } from '../reasoning/dialect.js';
 import { createBodyTap, successBody } from '../reasoning/tap/body.js';
 import { createFoldingSseTap, DEFAULT_MAX_FOLDED_CHARS, type SseTapOptions } from '../reasoning/tap/sse.js';
 import { chatTurnIdentity } from './fingerprint.js';
-import type { AssistantMessage, ToolCall } from './types.js';
+import { toolCallId, toolCallName, toolCallsOf, type AssistantMessage, type ToolCall } from './types.js';
 
 /** More choices than this in one stream is not a chat completion we know (n is small). */
 export const MAX_CHOICES = 128;
@@ -186,7 +186,20 @@ export function learnedFrom(message: AssistantMessage): TurnReasoning | undefine
   const reasoning = message['reasoning_content'];
   if (!hasReasoning(reasoning)) return undefined;
   const identity = chatTurnIdentity(message);
-  return identity ? { identity, reasoning } : undefined;
+  if (!identity) return undefined;
+  const calls = namedCalls(message);
+  return calls.length > 0 ? { identity, reasoning, calls } : { identity, reasoning };
+}
+
+/** The message's calls that have both an id and a name. */
+function namedCalls(message: Record<string, unknown>): { id: string; name: string }[] {
+  const calls: { id: string; name: string }[] = [];
+  for (const call of toolCallsOf(message)) {
+    const id = toolCallId(call);
+    const name = toolCallName(call);
+    if (id !== '' && name !== '') calls.push({ id, name });
+  }
+  return calls;
 }
 
 /** Learned entries for every folded choice with reasoning, by choice index. */

@@ -9,12 +9,14 @@
  * null, not a string, or only whitespace (hasReasoning). Any other value the
  * client sent is never touched; the loop reports it in `learned` so it can
  * be remembered. Reasoning is put back, or a placeholder written, as the
- * message's `reasoning_content`.
+ * message's `reasoning_content`. A provider's repairs (repair.ts) are made
+ * first, when its policy asks for them.
  */
 import { hasReasoning } from '../reasoning/match.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from '../reasoning/rewrite.js';
 import { rewriteTurns, type Edits, type TurnDialect } from '../reasoning/turns.js';
 import { flattenToolExchange } from './degrade.js';
+import { repairChatMessages } from './repair.js';
 import { chatContextForm, chatTurnIdentity } from './fingerprint.js';
 import { toolCallNames } from './types.js';
 
@@ -40,6 +42,7 @@ export const chatTurns: TurnDialect<Record<string, unknown>, string> = {
     edits.set(index, replacement);
     return edits;
   },
+  repair: (messages, lookup, policy) => repairChatMessages(messages, lookup, policy.repairs ?? {}),
 };
 
 export function rewriteChatRequest(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy): RewriteOutcome {

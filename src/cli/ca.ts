@@ -1,29 +1,33 @@
 /**
  * `mimo-proxy ca`: the CA's path (default), its PEM, or installing it in the
  * OS trust store (mkcert-style: prints each command first, safe to re-run).
- * The CA is created if missing.
+ * The CA is created if missing. `--renew` makes a new one for the domains of
+ * --providers and --hosts (a CA's name constraints are fixed when it is made),
+ * keeping the old files aside and saying what to trust and remove by hand.
  */
 import { execFileSync } from 'node:child_process';
-import { loadOrCreateCa } from '../ca/index.js';
+import { loadOrCreateCa, renewCa, type Renewal } from '../ca/index.js';
+import { caRenewCommand } from '../providers.js';
 import { MimoProxyError } from '../errors.js';
 import { formatCommand, gatherTrustFacts, planTrust, type TrustAction, type TrustFacts, type TrustPlan } from '../setup/truststore.js';
 import type { CommandIo } from './io.js';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
 
-const CA_WHERE = { certs: OPTIONS.certs!, hosts: OPTIONS.hosts! };
+const CA_WHERE = { certs: OPTIONS.certs!, hosts: OPTIONS.hosts!, providers: OPTIONS.providers! };
 const CA_OPTIONS = {
   ...CA_WHERE,
   path: { kind: 'bool' as const, help: 'print the path of ca.pem (the default)' },
   pem: { kind: 'bool' as const, help: 'print the CA certificate (PEM)' },
   install: { kind: 'bool' as const, help: 'add the CA to the OS trust store (and NSS)' },
   uninstall: { kind: 'bool' as const, help: 'remove it again' },
+  renew: { kind: 'bool' as const, help: 'make a new CA for the domains of --providers and --hosts (the old files are kept aside)' },
   'dry-run': { kind: 'bool' as const, help: 'with --install/--uninstall: print the commands, run nothing' },
 };
 
-type CaAction = 'path' | 'pem' | TrustAction;
-const ACTIONS: readonly CaAction[] = ['path', 'pem', 'install', 'uninstall'];
+type CaAction = 'path' | 'pem' | 'renew' | TrustAction;
+const ACTIONS: readonly CaAction[] = ['path', 'pem', 'install', 'uninstall', 'renew'];
 
-export const CA_USAGE = 'mimo-proxy ca [--path | --pem | --install | --uninstall] [--dry-run] [--certs DIR]';
+export const CA_USAGE = 'mimo-proxy ca [--path | --pem | --install | --uninstall | --renew] [--dry-run] [--certs DIR] [--providers LIST] [--hosts LIST]';
 
 function pickAction(options: Record<string, unknown>, rest: readonly string[]): CaAction {
   const chosen = ACTIONS.filter((a) => options[a] === true);
@@ -39,9 +43,13 @@ function pickAction(options: Record<string, unknown>, rest: readonly string[]): 
 export async function caCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { options, rest } = parseArgs(argv, CA_OPTIONS);
   const action = pickAction(options, rest);
-  const { path: _p, pem: _m, install: _i, uninstall: _u, 'dry-run': dryRun, ...where } = options;
+  const { path: _p, pem: _m, install: _i, uninstall: _u, renew: _r, 'dry-run': dryRun, ...where } = options;
   const config = resolveConfig(withEnvironment(where, io.env, CA_WHERE));
-  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
+  if (action === 'renew') {
+    io.stdout(renewalReport(await renewCa({ dir: config.certsDir, domains: config.domains }), config.domains));
+    return 0;
+  }
+  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains, renewCommand: caRenewCommand(config) });
   const expiry = ca.expiryWarning();
   if (expiry) io.stderr(`mimo-proxy: warning: ${expiry}\n`);
 
@@ -56,6 +64,24 @@ export async function caCommand(argv: readonly string[], io: CommandIo): Promise
   const facts = gatherTrustFacts(ca.caCertPath, ca.caPem, io.env);
   const plan = planTrust(action, facts);
   return carryOut(action, plan, facts, dryRun === true, io, `${ca.caCertPath} (SHA-256 ${ca.fingerprint256}, expires ${ca.notAfter.toISOString().slice(0, 10)})`);
+}
+
+/** What `ca --renew` did, and what is left to the user: trust the new CA, untrust the old one. */
+export function renewalReport({ ca, keptAside, oldFingerprint256 }: Renewal, domains: readonly string[]): string {
+  const lines = [
+    `Made a new mimo-proxy CA for ${domains.join(', ')} (and subdomains): ${ca.caCertPath}`,
+    `  SHA-256 ${ca.fingerprint256}, expires ${ca.notAfter.toISOString().slice(0, 10)}`,
+    'Trust it again where you trusted the old one: npx mimo-proxy ca --install (the OS store),',
+    '  eval "$(npx mimo-proxy env)" in each shell, and restart a running mimo-proxy.',
+  ];
+  if (keptAside !== undefined) {
+    lines.push(
+      `The old CA${oldFingerprint256 ? ` (SHA-256 ${oldFingerprint256})` : ''} and its key are kept in ${keptAside}.`,
+      'Remove the old CA from every trust store you added it to, by hand (mimo-proxy ca --uninstall',
+      `  only knows the new one), then delete that folder: its key can still vouch for the old domains.`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** Runs the plan's commands, printing each first; privileged ones are printed for sudo when we are not root. */

@@ -22,12 +22,13 @@ import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import type { ProxyConfig } from '../config.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { MimoProxyError } from '../errors.js';
+import { caRenewCommand } from '../providers.js';
 import type { CommandIo } from './io.js';
 import { OPTIONS, parseArgs, resolveConfig, withEnvironment } from './options.js';
 import { clientHost, portTaken, probeProxy, startCommandFor } from './status.js';
 
 /** The options that say where the proxy and its CA are (also read from MIMO_PROXY_*). */
-const WHERE_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port!, certs: OPTIONS.certs!, hosts: OPTIONS.hosts!, auth: OPTIONS.auth! };
+const WHERE_OPTIONS = { host: OPTIONS.host!, port: OPTIONS.port!, certs: OPTIONS.certs!, hosts: OPTIONS.hosts!, providers: OPTIONS.providers!, auth: OPTIONS.auth! };
 
 const ENV_OPTIONS = {
   ...WHERE_OPTIONS,
@@ -57,7 +58,7 @@ export function proxyUrls(config: Pick<ProxyConfig, 'host' | 'port' | 'auth'>): 
 
 /** The CA (created if missing) and the bundle built from what `env` trusted before activation. */
 export async function prepareActivation(config: ProxyConfig, env: Environment): Promise<Activation> {
-  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
+  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains, renewCommand: caRenewCommand(config) });
   const files = previousCaFiles(originalEnvironment(env));
   const bundle = await ensureBundle({ bundlePath: path.join(config.certsDir, BUNDLE_FILE), caPem: ca.caPem, ...files });
   return { target: { ...proxyUrls(config), caPath: ca.caCertPath, bundlePath: bundle.path }, ca, bundle };

@@ -18,6 +18,7 @@ import { MimoProxyError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseConnectTo } from '../net/connect-to.js';
 import { parseDomains } from '../net/hosts.js';
+import { DEFAULT_PROVIDERS, PROVIDER_IDS, providerById } from '../providers.js';
 import { PACKAGE_ROOT } from '../version.js';
 
 // Not `import { parseArgs } from 'node:util'`: an ES import of node:util builds its whole
@@ -57,7 +58,8 @@ export const OPTIONS: OptionSpecs = {
   port: { kind: 'int', default: '8899', help: 'port to listen on; 0 picks a free one' },
   certs: { kind: 'string', help: 'folder of the CA (default: certs/ in the package)' },
   data: { kind: 'string', help: 'folder for state such as the reasoning cache (default: the certs folder)' },
-  hosts: { kind: 'string', default: 'xiaomimimo.com', help: 'domains to intercept, with all subdomains' },
+  providers: { kind: 'string', default: DEFAULT_PROVIDERS, help: `providers to intercept, comma-separated: ${PROVIDER_IDS.join(', ')}` },
+  hosts: { kind: 'string', default: 'xiaomimimo.com', help: "MiMo's domains to intercept, with all subdomains" },
   upstream: { kind: 'string', default: 'https://api.xiaomimimo.com/v1', help: 'direct-mode target' },
   'connect-to': { kind: 'string', repeatable: true, help: 'HOST:PORT:HOST2:PORT2, send HOST:PORT traffic to HOST2:PORT2 (repeatable)' },
   'upstream-ca': { kind: 'string', help: 'extra CA file (PEM) trusted for upstream TLS' },
@@ -247,13 +249,38 @@ function readUpstreamCa(file: string): string {
   return pem;
 }
 
+/** `--providers` -> known provider ids, in order, without repeats. */
+export function parseProviders(list: string): string[] {
+  const ids = list.split(/[\s,]+/).map((id) => id.trim().toLowerCase()).filter((id) => id !== '');
+  if (ids.length === 0) throw badOption('providers', list, `pass one or more of ${PROVIDER_IDS.join(', ')}, separated by commas`);
+  for (const id of ids) {
+    if (!PROVIDER_IDS.includes(id)) throw badOption('providers', id, `pass one or more of ${PROVIDER_IDS.join(', ')}, separated by commas`);
+  }
+  return [...new Set(ids)];
+}
+
+/**
+ * The enabled providers with their domains: MiMo's are --hosts (its default is MiMo's own
+ * domain), the others' come from their entries. --hosts without MiMo enabled is refused: it
+ * would intercept nothing.
+ */
+export function enabledProviders(raw: RawOptions): { id: string; domains: string[] }[] {
+  const ids = parseProviders(valueOrDefault(raw, 'providers'));
+  const hosts = parseDomains(valueOrDefault(raw, 'hosts'));
+  if (typeof raw['hosts'] === 'string' && !ids.includes('mimo')) {
+    throw new MimoProxyError('BAD_OPTION', `--hosts sets MiMo's domains, but --providers ${ids.join(',')} leaves MiMo out`, 'add mimo to --providers, or leave --hosts out');
+  }
+  return ids.map((id) => ({ id, domains: id === 'mimo' ? hosts : [...(providerById(id)?.domains ?? [])] }));
+}
+
 /** Options as given (flags merged with the environment) -> validated configuration. */
 export function resolveConfig(raw: RawOptions): ProxyConfig {
   const { host, port } = resolveAddress(raw);
 
   const certsDir = path.resolve(valueOf(raw, 'certs') ?? path.join(PACKAGE_ROOT, 'certs'));
   const dataDir = path.resolve(valueOf(raw, 'data') ?? certsDir);
-  const domains = parseDomains(valueOrDefault(raw, 'hosts'));
+  const providers = enabledProviders(raw);
+  const domains = [...new Set(providers.flatMap((provider) => provider.domains))];
 
   const upstreamText = valueOrDefault(raw, 'upstream');
   let upstream: URL;
@@ -299,6 +326,7 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
     certsDir,
     dataDir,
     domains,
+    providers,
     upstream,
     connectTo,
     upstreamCaFile,

@@ -27,6 +27,7 @@ export async function startCommand(argv: readonly string[], io: CommandIo): Prom
   });
 
   io.stdout(`mimo-proxy ${VERSION} listening on ${proxy.url}\n`);
+  io.stdout(`  providers:      ${config.providers.map((provider) => provider.id).join(', ')}\n`);
   io.stdout(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
   io.stdout(`  CA certificate: ${proxy.ca.caCertPath}\n  CA SHA-256:     ${proxy.ca.fingerprint256}\n`);
   io.stdout(`  reasoning cache: ${config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)'}; on a miss: ${config.degrade}\n`);

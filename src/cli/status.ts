@@ -46,6 +46,7 @@ export function statusProblems(value: unknown): string[] {
   need(typeof value.uptimeSeconds === 'number' && Number.isFinite(value.uptimeSeconds), 'uptimeSeconds');
   for (const key of ['listen', 'upstream', 'degrade']) need(isString(value[key]), key);
   need(Array.isArray(value.domains) && value.domains.every(isString), 'domains');
+  need(value.providers === undefined || (Array.isArray(value.providers) && value.providers.every(isString)), 'providers');
   const ca = value.ca;
   need(isRecord(ca) && isString(ca.path) && isString(ca.fingerprint256) && isString(ca.notAfter) && (ca.warning == null || isString(ca.warning)), 'ca');
   need(isRecord(value.cache) && Object.values(value.cache).every((v) => ['number', 'boolean', 'string'].includes(typeof v)), 'cache');
@@ -155,6 +156,7 @@ export function formatStatus(report: StatusReport): string {
   const num = (key: string): number => (typeof cache[key] === 'number' ? (cache[key] as number) : 0);
   let out = `mimo-proxy ${report.version}, up ${duration(report.uptimeSeconds)}\n`;
   out += row('listening', report.listen);
+  out += row('providers', (report.providers ?? ['mimo']).join(', '));
   out += row('intercepting', `${report.domains.join(', ')} and subdomains`);
   out += row('direct mode', `${report.upstream} (degrade: ${report.degrade})`);
   out += row('CA', report.ca.path);

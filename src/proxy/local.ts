@@ -13,6 +13,8 @@ export interface StatusReport {
   uptimeSeconds: number;
   listen: string;
   domains: string[];
+  /** The enabled providers' ids (absent in the answers of versions before providers). */
+  providers?: string[];
   upstream: string;
   degrade: string;
   ca: { path: string; fingerprint256: string; notAfter: string; warning: string | undefined };
@@ -36,7 +38,7 @@ function statusHtml(report: StatusReport): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>mimo-proxy</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:50em}th{text-align:left;padding-right:1em;font-weight:500;color:#555}td{font-family:ui-monospace,monospace}h2{margin-top:1.5em}</style></head><body>
 <h1>mimo-proxy ${escapeHtml(report.version)}</h1>
-<p>Listening on ${escapeHtml(report.listen)}, up ${report.uptimeSeconds}s. Intercepting ${escapeHtml(report.domains.join(', '))} (and subdomains); everything else is tunnelled untouched.</p>
+<p>Listening on ${escapeHtml(report.listen)}, up ${report.uptimeSeconds}s. Intercepting ${escapeHtml(report.domains.join(', '))} (and subdomains) for ${escapeHtml((report.providers ?? ['mimo']).join(', '))}; everything else is tunnelled untouched.</p>
 <h2>CA</h2><table>${rows([['path', report.ca.path], ['SHA-256', report.ca.fingerprint256], ['expires', report.ca.notAfter], ['warning', report.ca.warning ?? 'none']])}</table>
 <p><a href="/ca.pem">Download ca.pem</a> to trust it on another device.</p>
 <h2>Reasoning cache</h2><table>${rows(Object.entries(report.cache))}</table>

@@ -24,7 +24,8 @@ import type { Logger } from '../log.js';
 import type { ReasoningService, Exchange } from '../reasoning/exchange.js';
 import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
-import { dialectFor } from '../dialects.js';
+import { dialectNamed } from '../dialects.js';
+import { surfaceFor } from '../providers.js';
 import type { Counters } from '../stats.js';
 import type { ConnectRoute } from './routes.js';
 import { openTunnel } from './tunnel.js';
@@ -111,11 +112,13 @@ export function createPlugin(deps: PluginDeps) {
       Object.assign(options, { servername: isIP(route.host) === 0 ? route.host : undefined, rejectUnauthorized: true });
     }
 
-    const surface = route.kind === 'passthrough' ? undefined : dialectFor(ctx.clientToProxyRequest.method, options.path);
+    const provider = route.kind === 'passthrough' ? undefined : route.provider;
+    const dialect = provider ? surfaceFor(provider, ctx.clientToProxyRequest.method, options.path) : undefined;
+    const surface = dialect === undefined ? undefined : dialectNamed(dialect);
     const state: RequestState = {
       target: formatHostPort(route.host, route.port),
       aborted: false,
-      exchange: surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface) : undefined,
+      exchange: provider && surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface, provider) : undefined,
       upstream: undefined,
     };
     states.set(ctx, state);

@@ -4,7 +4,8 @@
  * is forwarded. Pure: server.ts acts on the route, and a relay's route travels with its
  * request through the engine to the plugin's hooks (engine.ts puts it on the context).
  *   CONNECT host:port             ours: terminate (TLS with our CA); others, IP literals: tunnel
- *   a request inside a terminated CONNECT                           intercept
+ *   a request inside a terminated CONNECT                           intercept (the provider
+ *                                 whose domains cover the CONNECT target: its rules apply)
  *   absolute-form (http://host/)  passthrough: forwarded unchanged, our hosts too
  *   origin-form (/path)           a local page, or direct mode to --upstream
  * Refused: 400 (a target the proxy cannot use), 404 (no such page or API path), 407
@@ -19,6 +20,7 @@ import type { ProxyConfig } from '../config.js';
 import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
 import { resolveDestination, type Destination } from '../net/connect-to.js';
 import { isOurHost } from '../net/hosts.js';
+import { providerById, providerForHost, type Provider } from '../providers.js';
 import { errorShapeFor, type ErrorShape } from './http-error.js';
 
 /** What routing reads of a request: Node's IncomingMessage is one. */
@@ -61,13 +63,15 @@ export interface Relay {
   url?: string | undefined;
   /** The Host header upstream, when it differs from the client's. */
   hostHeader?: string | undefined;
+  /** Whose rules apply (intercept, direct); passthrough has none: it is never rewritten. */
+  provider?: Provider | undefined;
 }
 
 export type LocalPage = 'health' | 'status' | 'ca';
 
 export type RequestRoute = Refusal | { kind: 'local'; page: LocalPage } | Relay;
 
-export type RouterConfig = Pick<ProxyConfig, 'auth' | 'domains' | 'connectTo' | 'upstream'>;
+export type RouterConfig = Pick<ProxyConfig, 'auth' | 'domains' | 'providers' | 'connectTo' | 'upstream'>;
 
 export interface Router {
   /** A CONNECT request. */
@@ -148,8 +152,10 @@ export function createRouter(config: RouterConfig): Router {
   const authorised = authChecker(config.auth);
   const upstreamTls = config.upstream.protocol === 'https:';
   const upstream = { host: unbracket(config.upstream.hostname), port: Number(config.upstream.port) || (upstreamTls ? 443 : 80) };
+  // Direct mode: the provider whose domains cover --upstream, else the first one enabled.
+  const directProvider = providerForHost(upstream.host, config.providers) ?? providerById(config.providers[0]?.id ?? 'mimo');
 
-  const relay = (kind: Relay['kind'], at: Destination, tls: boolean, shape: ErrorShape, rewrite: Pick<Relay, 'url' | 'hostHeader'> = {}): Relay => ({
+  const relay = (kind: Relay['kind'], at: Destination, tls: boolean, shape: ErrorShape, rewrite: Pick<Relay, 'url' | 'hostHeader' | 'provider'> = {}): Relay => ({
     kind,
     host: at.host,
     port: at.port,
@@ -177,7 +183,7 @@ export function createRouter(config: RouterConfig): Router {
       if (tunnel) {
         // HTTP/1.0 may leave Host out; the CONNECT target names the host.
         const hostHeader = line.headers.host === undefined ? (tunnel.port === 443 ? tunnel.host : formatHostPort(tunnel.host, tunnel.port)) : undefined;
-        return relay('intercept', tunnel, true, shape, { hostHeader });
+        return relay('intercept', tunnel, true, shape, { hostHeader, provider: providerForHost(tunnel.host, config.providers) });
       }
       if (url.startsWith('/')) {
         const pathname = url.split('?')[0] as string;
@@ -194,7 +200,7 @@ export function createRouter(config: RouterConfig): Router {
         // Direct mode relays to MiMo: with --auth it needs the credentials too (the local
         // pages above stay open: they are read-only and hold no secret).
         if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
-        return relay('direct', upstream, upstreamTls, shape, { url: upstreamPath, hostHeader: config.upstream.host });
+        return relay('direct', upstream, upstreamTls, shape, { url: upstreamPath, hostHeader: config.upstream.host, provider: directProvider });
       }
       if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
       const target = httpTarget(url);

@@ -28,6 +28,7 @@ import { openStore } from '../cache/store.js';
 import { createRouter, type RequestRoute } from './routes.js';
 import { RewriteWorkers } from './rewrite-worker.js';
 import { VERSION } from '../version.js';
+import { caRenewCommand } from '../providers.js';
 
 export interface RunningProxy {
   readonly host: string;
@@ -105,7 +106,7 @@ export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
 export async function startProxy(config: ProxyConfig, log: Logger, connectionLimits: Partial<ConnectionLimits> = {}): Promise<RunningProxy> {
   const timing = { ...CONNECTION_LIMITS, ...connectionLimits };
   const started = Date.now();
-  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains });
+  const ca = await loadOrCreateCa({ dir: config.certsDir, domains: config.domains, renewCommand: caRenewCommand(config) });
   const expiry = ca.expiryWarning();
   if (expiry) log.warn(expiry);
 
@@ -160,6 +161,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
     uptimeSeconds: Math.round((Date.now() - started) / 1000),
     listen: listenUrl,
     domains: config.domains,
+    providers: config.providers.map((provider) => provider.id),
     upstream: config.upstream.href,
     degrade: config.degrade,
     ca: { path: ca.caCertPath, fingerprint256: ca.fingerprint256, notAfter: ca.notAfter.toISOString(), warning: ca.expiryWarning() },

@@ -12,7 +12,7 @@
  * traffic: anything it cannot improve goes upstream as the client sent it.
  */
 import type http from 'node:http';
-import type { Degrade, ProxyConfig } from '../config.js';
+import type { ProxyConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { credentialScope } from './scope.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.js';
@@ -21,7 +21,10 @@ import { contentCodings, decodeBody } from './encoding.js';
 import { decodingTap, type LearningTap } from './tap/decode.js';
 import type { Dialect } from './dialect.js';
 import { isReasoningRejection } from './rejection.js';
-import { learnKeys, type Learned, type TurnReasoning } from './match.js';
+import { learnKeys, nameKey, type Learned, type TurnReasoning } from './match.js';
+import { firstPolicy, retryPolicy, type UpstreamRules } from './upstream.js';
+
+export { retryPolicy } from './upstream.js';
 
 /** What the exchange needs of the cache (cache/cache.ts is one): scoped lookups and remembering. */
 export interface ReasoningMemory {
@@ -73,15 +76,6 @@ class BodyBudget {
   }
 }
 
-/**
- * The ladder: the configured strategy first; on MiMo's reasoning 400, once more with the next
- * stronger one: flatten every tool exchange whose reasoning is not remembered, and after
- * `flatten` also give plain turns a placeholder (whether MiMo needs them there is unknown).
- */
-export function retryPolicy(first: Degrade): RewritePolicy {
-  return { degrade: 'flatten', plainTurns: first === 'flatten' };
-}
-
 export class ReasoningService {
   private readonly budget: BodyBudget;
 
@@ -94,12 +88,16 @@ export class ReasoningService {
     return this.budget.held;
   }
 
-  /** Entries are scoped by credential and by surface: the two formats never feed each other. */
-  exchange(headers: http.IncomingHttpHeaders, surface: Dialect): Exchange {
-    const scope = credentialScope(headers);
+  /**
+   * Entries are scoped by credential, by surface and by provider (`upstream`): two formats never
+   * feed each other, and a key used at two providers keeps two memories. (MiMo's chat scope is
+   * the bare credential, as stores written before there were other surfaces and providers have it.)
+   */
+  exchange(headers: http.IncomingHttpHeaders, surface: Dialect, upstream: UpstreamRules): Exchange {
+    const scope = credentialScope(headers) + (surface.name === 'chat' ? '' : `|${surface.name}`) + (upstream.id === 'mimo' ? '' : `@${upstream.id}`);
     const length = Number(headers['content-length']);
     const declared = headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-    return new Exchange(this.options, surface, surface.name === 'chat' ? scope : `${scope}|${surface.name}`, this.budget, declared);
+    return new Exchange(this.options, surface, scope, this.budget, declared, upstream);
   }
 }
 
@@ -122,9 +120,11 @@ export class Exchange {
     private readonly options: ReasoningServiceOptions,
     private readonly surface: Dialect,
     private readonly scope: string,
-    private readonly budget: BodyBudget = new BodyBudget(Infinity),
+    private readonly budget: BodyBudget,
     /** The Content-Length the client declared, when it did: the budget is taken for it at once. */
-    private readonly declared?: number,
+    private readonly declared: number | undefined,
+    /** The provider the request goes to: its rejection texts, thinking switch, ladder and repairs. */
+    private readonly upstream: UpstreamRules,
   ) {}
 
   /** Request chunk in; what to send upstream now (undefined while buffering). */
@@ -256,12 +256,12 @@ export class Exchange {
    * carries and keeps what a retry and the answer need. Undefined: left as sent.
    */
   private firstRewrite(body: Buffer): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
-    return this.applyFirst(body, this.rewrite(body, { degrade: this.options.config.degrade }));
+    return this.applyFirst(body, this.rewrite(body, firstPolicy(this.options.config.degrade, this.upstream)));
   }
 
   /** firstRewrite, the rewrite itself off the event loop; never rejects. */
   private async firstRewriteOffloaded(body: Buffer): Promise<Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined> {
-    const outcome = await this.rewriteOffloaded(body, { degrade: this.options.config.degrade });
+    const outcome = await this.rewriteOffloaded(body, firstPolicy(this.options.config.degrade, this.upstream));
     if (this.done) return undefined;
     return this.applyFirst(body, outcome);
   }
@@ -313,7 +313,8 @@ export class Exchange {
     counters.injected += c.injected;
     counters.placeholders += c.placeholders;
     counters.flattened += c.flattened;
-    log.info(message, { surface: this.surface.name, injected: c.injected, placeholders: c.placeholders, flattened: c.flattened, missing: c.missing });
+    counters.repaired += c.repaired ?? 0;
+    log.info(message, { surface: this.surface.name, provider: this.upstream.id, injected: c.injected, placeholders: c.placeholders, flattened: c.flattened, missing: c.missing, repaired: c.repaired ?? 0 });
   }
 
   private learn(learned: readonly Learned[]): void {
@@ -323,11 +324,16 @@ export class Exchange {
     }
   }
 
-  /** The answer's turns, under the context of the request they answer; their ids are the upstream's. */
+  /**
+   * The answer's turns, under the context of the request they answer; their ids are the
+   * upstream's. With the name repair on, each call's name is remembered under its id too.
+   */
   private learnAnswer(turns: readonly TurnReasoning[]): void {
     const context = this.context;
     if (context === undefined) return;
     this.learn(turns.map((turn) => ({ ...turn, context, upstreamIds: true })));
+    if (this.upstream.repairs?.toolCallNames !== true) return;
+    for (const turn of turns) for (const call of turn.calls ?? []) this.options.cache.remember(this.scope, [nameKey(call.id)], call.name);
   }
 
   /**
@@ -345,8 +351,8 @@ export class Exchange {
    * to the client as it came.
    */
   retryBody(body: Buffer): Buffer | undefined | Promise<Buffer | undefined> {
-    if (!this.original || !this.firstBody || !isReasoningRejection(400, body)) return undefined;
-    const policy = retryPolicy(this.options.config.degrade);
+    if (!this.original || !this.firstBody || !isReasoningRejection(400, body, this.upstream.rejections)) return undefined;
+    const policy = retryPolicy(this.options.config.degrade, this.upstream);
     if (this.offloads(this.original.length)) {
       const firstBody = this.firstBody;
       return this.rewriteOffloaded(this.original, policy).then((outcome) => this.retryOf(outcome, firstBody));

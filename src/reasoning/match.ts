@@ -56,6 +56,8 @@ export interface TurnReasoning {
   identity: TurnIdentity;
   /** The text to remember (the dialect's encoding). */
   reasoning: string;
+  /** The turn's calls with both an id and a name (a response fold gives them: the name repair needs them). */
+  calls?: readonly { id: string; name: string }[];
 }
 
 /** A turn to remember, with where it sits. */
@@ -76,6 +78,11 @@ function idKey(identity: TurnIdentity): string {
 
 function contextKey(identity: TurnIdentity, context: string): string {
   return `c:${sha256(`${identity.turn}\u0000${context}`)}`;
+}
+
+/** The key a tool call's name is remembered under, by the call id the upstream issued (the name repair). */
+export function nameKey(callId: string): string {
+  return `n:${sha256(callId)}`;
 }
 
 /** The keys to remember a turn's reasoning under. */

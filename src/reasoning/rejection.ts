@@ -8,10 +8,14 @@
  * backticks) and Kimi's ("reasoning_content is missing in assistant tool
  * call message at index N") match too, and so does the Responses API's shape
  * of it: the same `error` object, an SSE `error` event (message at the top)
- * or a `response.failed` event (`response.error`), DeepSeek's sentence there
- * naming `reasoning_text`. Pure; never throws.
+ * or a `response.failed` event (`response.error`). A provider may give its
+ * own exact texts instead (../providers.ts), as patterns over the error's
+ * texts. Pure; never throws.
  */
 import { createParser } from 'eventsource-parser';
+import { ANY_REASONING_REJECTION } from './upstream.js';
+
+export { ANY_REASONING_REJECTION } from './upstream.js';
 
 /**
  * The rejection is a short JSON object: an error body larger than this is not it, so only
@@ -19,18 +23,15 @@ import { createParser } from 'eventsource-parser';
  */
 export const MAX_REJECTION_BYTES = 64 * 1024;
 
-const MENTIONS_REASONING = /reasoning[_\s-]?(?:content|text)/i;
-/** Says it is missing or required, not e.g. "unsupported": a retry cannot help the latter. */
-const SAYS_MISSING = /pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)/i;
-
-export function isReasoningRejection(status: number, body: Buffer): boolean {
+/** Whether a 400's body is the reasoning rejection: any of `patterns` matches its error texts. */
+export function isReasoningRejection(status: number, body: Buffer, patterns: readonly RegExp[] = [ANY_REASONING_REJECTION]): boolean {
   try {
     if (status !== 400) return false;
     const text = body.subarray(0, MAX_REJECTION_BYTES).toString('utf8').trim();
     for (const payload of payloads(text)) {
       // Joined: MiMo puts "Param Incorrect" in message and the sentence in param.
       const said = errorTexts(payload).join(' ');
-      if (MENTIONS_REASONING.test(said) && SAYS_MISSING.test(said)) return true;
+      if (patterns.some((pattern) => pattern.test(said))) return true;
     }
     return false;
   } catch {

@@ -15,8 +15,24 @@ import type { Learned } from './match.js';
 export interface RewritePolicy {
   /** What to do with a tool-call assistant turn whose reasoning is not found. */
   degrade: Degrade;
-  /** Also give plain assistant turns lacking reasoning a placeholder (the retry: whether MiMo needs it there is unknown). */
-  plainTurns?: boolean;
+  /**
+   * Also give plain assistant turns lacking reasoning their remembered reasoning or a placeholder
+   * (the retry: whether MiMo needs it there is unknown); `with-tools`: only when the request
+   * declares `tools` (DeepSeek is reported to want every turn then).
+   */
+  plainTurns?: boolean | 'with-tools';
+  /** Models that think only when the request turns thinking on (thinkingDisabled). */
+  thinkingOffModels?: RegExp;
+  /** Fixes for other 400s the upstream is known to give, on requests rewritten anyway. */
+  repairs?: Repairs;
+}
+
+/** The other avoidable 400s a provider is known to give (MiMo: MIMO-API.md). */
+export interface Repairs {
+  /** An assistant tool-call message's `content` null -> '', a list of text parts -> their text. */
+  toolCallContent?: boolean;
+  /** A tool call with an empty name gets the name the upstream gave that call id (remembered), never an invented one. */
+  toolCallNames?: boolean;
 }
 
 export interface RewriteChanges {
@@ -28,6 +44,8 @@ export interface RewriteChanges {
   flattened: number;
   /** Turns that needed reasoning (tool calls, or any with plainTurns) and had none remembered. */
   missing: number;
+  /** Messages fixed by the policy's repairs (absent when none). */
+  repaired?: number;
 }
 
 export type SkipReason = 'invalid-json' | 'not-an-object' | 'no-messages' | 'stateful' | 'internal-error';
@@ -44,11 +62,23 @@ export type RewriteOutcome =
 /** The remembered value under the first of `keys` that has one (read lazily, in order). */
 export type ReasoningLookup = (keys: Iterable<string>) => string | undefined;
 
-/** Only `"thinking": {"type": "disabled"}` turns thinking off; a request that does not say is thinking. */
-export function thinkingDisabled(request: unknown): boolean {
+/**
+ * `"thinking": {"type": "disabled"}` turns thinking off and `"enabled"` on; a request that does
+ * not say is thinking, unless its model is one of `offModels` (a provider's non-thinking models).
+ */
+export function thinkingDisabled(request: unknown, offModels?: RegExp): boolean {
   if (!isRecord(request)) return false;
   const thinking = request['thinking'];
-  return isRecord(thinking) && thinking['type'] === 'disabled';
+  const type = isRecord(thinking) ? thinking['type'] : undefined;
+  if (type === 'disabled') return true;
+  if (type === 'enabled' || offModels === undefined) return false;
+  const model = request['model'];
+  return typeof model === 'string' && offModels.test(model);
+}
+
+/** Whether the request declares tools (a non-empty `tools` list). */
+export function declaresTools(request: unknown): boolean {
+  return isRecord(request) && Array.isArray(request['tools']) && request['tools'].length > 0;
 }
 
 /** A rewrite must never throw into live traffic: anything unexpected forwards the original. */

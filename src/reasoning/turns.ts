@@ -13,6 +13,8 @@
  *                         turn degrades (degrade.ts): a placeholder, or its tool
  *                         exchange flattened into text; never when the request
  *                         turned thinking off (counted as missing all the same).
+ * Before the walk, a dialect may repair the messages for a provider's other
+ * avoidable 400s (the policy's `repairs`), so turns are found as repaired.
  * The dialect (its TurnDialect) says what a turn, its reasoning and its
  * calls look like, and writes the changed messages. The loop changes nothing
  * while it walks: it collects edits and applies them at the end, so every
@@ -31,7 +33,7 @@
 import { turnPlaceholder } from './degrade.js';
 import { isRecord } from './json.js';
 import { ContextWindows, lookupKeys, type Learned, type TurnIdentity } from './match.js';
-import { neverThrowing, parseMessages, parseRequest, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy, type SkipReason } from './rewrite.js';
+import { declaresTools, neverThrowing, parseMessages, parseRequest, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy, type SkipReason } from './rewrite.js';
 
 /** By message index, the messages that replace it: [] removes it; more than one inserts after it. */
 export type Edits = Map<number, unknown[]>;
@@ -76,6 +78,8 @@ export interface TurnDialect<Turn, Found> {
   withPlaceholder(turn: Turn, text: string): Record<string, unknown>;
   /** The edits that turn the tool exchange of the turn at `index` into text; `plainTurns`: the kept text gets a placeholder too. */
   flatten(messages: readonly unknown[], index: number, step: number, plainTurns: boolean): Edits;
+  /** The policy's repairs, applied to `messages` in place before the walk; how many messages changed (optional). */
+  repair?(messages: unknown[], lookup: ReasoningLookup, policy: RewritePolicy): number;
   /** The request's turns when they are not its `messages` array (optional), or why it is left alone. */
   conversation?(request: Record<string, unknown>): Conversation | SkipReason;
 }
@@ -86,8 +90,11 @@ export function rewriteTurns<Turn, Found>(body: Buffer, lookup: ReasoningLookup,
     const parsed = dialect.conversation ? parseConversation(body, dialect.conversation) : messagesConversation(body);
     if ('kind' in parsed) return parsed;
     const { request, messages, write } = parsed;
-    const { learned, context, changes, edits } = walkTurns(messages, lookup, policy, thinkingDisabled(request), dialect);
-    if (edits.size === 0) return { kind: 'unchanged', body, learned, context, changes };
+    const repaired = policy.repairs ? (dialect.repair?.(messages, lookup, policy) ?? 0) : 0;
+    const plainTurns = policy.plainTurns === true || (policy.plainTurns === 'with-tools' && declaresTools(request));
+    const { learned, context, changes, edits } = walkTurns(messages, lookup, { ...policy, plainTurns }, thinkingDisabled(request, policy.thinkingOffModels), dialect);
+    if (repaired > 0) changes.repaired = repaired;
+    if (edits.size === 0 && repaired === 0) return { kind: 'unchanged', body, learned, context, changes };
     write(applyEdits(messages, edits));
     return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, context, changes };
   });

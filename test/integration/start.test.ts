@@ -39,6 +39,7 @@ describe('mimo-proxy start', () => {
     try {
       const argv = readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8').split('\0');
       expect(argv).toContain('--max-semi-space-size=2');
+      expect(argv).toContain('--heap-growing-percent=50');
       expect(argv.slice(argv.indexOf(CLI))).toEqual([CLI, 'start', '--port', '0', '--no-persist', '--certs', path.join(dir, 'flags'), '']);
       expect(proxy.alive()).toBe(true);
     } finally {

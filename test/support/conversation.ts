@@ -55,10 +55,14 @@ export interface ConversationOptions {
   forgetful?: boolean;
   maxRounds?: number;
   history?: ChatMessage[];
+  /** Declared in every request (DeepSeek then wants every earlier turn's reasoning). */
+  tools?: unknown[];
+  /** Default mimo-v2.6-pro. */
+  model?: string;
 }
 
 export async function sendChat(options: ConversationOptions, messages: ChatMessage[]): Promise<Turn> {
-  const body = JSON.stringify({ model: 'mimo-v2.6-pro', stream: options.stream, messages });
+  const body = JSON.stringify({ model: options.model ?? 'mimo-v2.6-pro', stream: options.stream, messages, ...(options.tools ? { tools: options.tools } : {}) });
   const response = await request(options.url, { agent: options.agent, ca: options.ca, headers: { authorization: `Bearer ${options.key}` }, body });
   if (response.status !== 200) return { response, message: undefined };
   const message = options.stream ? foldSse(response.text) : (response.json().choices[0].message as ChatMessage);

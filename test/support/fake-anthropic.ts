@@ -31,6 +31,8 @@ export interface FakeAnthropicOptions {
   chunkDelayMs: number;
   /** When the request had stream:true, send error bodies as `data: {...}\n\n` (status still 400). */
   sseFramedErrors: boolean;
+  /** The reasoning 400's body (default MiMo's: ANTHROPIC_REASONING_ERROR_BODY); DeepSeek has its own. */
+  reasoningErrorBody?: string;
 }
 
 /** The body MiMo answers on this surface too when a tool_use turn lacks its thinking (same as the chat route). */
@@ -111,7 +113,7 @@ function check(body: Record<string, any>, state: FakeAnthropicState, options: Fa
       if (!thinkingOn || verdict) continue;
       const missing = received === undefined || received === '';
       const wrong = options.rejectPlaceholders && produced !== undefined && received !== produced;
-      if (missing || wrong) verdict = { status: 400, body: ANTHROPIC_REASONING_ERROR_BODY };
+      if (missing || wrong) verdict = { status: 400, body: options.reasoningErrorBody ?? ANTHROPIC_REASONING_ERROR_BODY };
     } else if (message.role === 'user' && !verdict) {
       for (const [b, block] of blocksOf(message).entries()) {
         if (!isObject(block) || block.type !== 'tool_result') continue;

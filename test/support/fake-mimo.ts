@@ -9,6 +9,16 @@
  * the request, k < toolRounds answers one tool call, otherwise a final answer.
  * Every reasoning it produces is unique (a random id in it), so a test can
  * tell whether what came back is what was produced for that very turn.
+ *
+ * It plays the other providers too, chosen by the Host header (PROVIDERS.md):
+ * on `api.deepseek.com` DeepSeek's rule and exact error texts (chat at
+ * `/chat/completions` and `/v1/chat/completions`, Anthropic at
+ * `/anthropic/v1/messages`; `""` never counts; `deepseek-chat` does not think;
+ * with `tools` declared every earlier assistant turn needs its reasoning), on
+ * Moonshot's and Kimi's hosts Kimi's (chat, also at Kimi Code's
+ * `/coding/v1/chat/completions`; "... at index N"). With
+ * `mimoShapeRules`, MiMo's other 400s too (null or list content on a tool-call
+ * message, an empty tool-call name).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
@@ -30,6 +40,8 @@ export interface FakeMimoOptions {
   treatEmptyAsMissing?: boolean;
   /** When the request had stream:true, send error bodies as `data: {...}\n\n` (status still 400). */
   sseFramedErrors?: boolean;
+  /** On MiMo's hosts: an assistant tool-call message with null, absent or list content, or a call with an empty name, gets MiMo's 400 for it. */
+  mimoShapeRules?: boolean;
   /** Pieces the reasoning is streamed in (default 20). */
   reasoningChunks?: number;
   /** Content pieces of a final answer (default 8). */
@@ -159,7 +171,30 @@ export const REASONING_ERROR_BODY = '{"error":{"code":"400","message":"Param Inc
 /** What OpenAI-compatible APIs answer for a tool message with no matching earlier tool call. */
 export const ORPHAN_TOOL_ERROR_BODY = '{"error":{"message":"Messages with role \'tool\' must be a response to a preceding message with \'tool_calls\'","type":"invalid_request_error"}}';
 
-export const FAKE_MIMO_HOSTS = ['api.xiaomimimo.com', '*.xiaomimimo.com', 'token-plan-cn.xiaomimimo.com', 'localhost', '127.0.0.1'];
+/** DeepSeek's answers (PROVIDERS.md): chat, and its Anthropic-compatible endpoint. */
+export const DEEPSEEK_REASONING_ERROR_BODY = '{"error":{"message":"The `reasoning_content` in the thinking mode must be passed back to the API.","type":"invalid_request_error","param":null,"code":"invalid_request_error"}}';
+export const DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY = '{"type":"error","error":{"type":"invalid_request_error","message":"The content[].thinking in the thinking mode must be passed back to the API."}}';
+/** Kimi's answer, naming the message index of the first turn that lacks its reasoning. */
+export function kimiReasoningErrorBody(index: number): string {
+  return JSON.stringify({ error: { message: `thinking is enabled but reasoning_content is missing in assistant tool call message at index ${index}`, type: 'invalid_request_error' } });
+}
+/** MiMo's other 400s (MIMO-API.md), with mimoShapeRules. */
+export const MIMO_TEXT_NOT_PRESENT_BODY = '{"error":{"code":"400","message":"Param Incorrect","param":"`text` is not present","type":""}}';
+export const MIMO_NAME_NOT_SET_BODY = '{"error":{"code":"400","message":"Param Incorrect","param":"`name` is not set","type":""}}';
+
+export type FakeProvider = 'mimo' | 'deepseek' | 'kimi';
+export const DEEPSEEK_HOSTS = ['api.deepseek.com'];
+export const KIMI_HOSTS = ['api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'];
+
+/** Which provider the fake plays for a request, by its Host header. */
+export function fakeProviderOf(headers: IncomingHttpHeaders): FakeProvider {
+  const host = String(headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+  if (DEEPSEEK_HOSTS.includes(host)) return 'deepseek';
+  if (KIMI_HOSTS.includes(host)) return 'kimi';
+  return 'mimo';
+}
+
+export const FAKE_MIMO_HOSTS = ['api.xiaomimimo.com', '*.xiaomimimo.com', 'token-plan-cn.xiaomimimo.com', ...DEEPSEEK_HOSTS, ...KIMI_HOSTS, 'localhost', '127.0.0.1'];
 export const FAKE_MIMO_MODELS = ['mimo-v2.6-pro', 'mimo-v2.6-flash', 'mimo-v2.6-pro-ultraspeed', 'mimo-v2-flash'];
 
 const DEFAULT_TOOL_ROUNDS = 3;
@@ -419,14 +454,29 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
   }
 
   /** Walks the history: records echoes, and returns the first rule the request breaks, if any. */
-  function check(body: Record<string, any>, options: FakeMimoOptions): Verdict {
+  function check(body: Record<string, any>, options: FakeMimoOptions, provider: FakeProvider): Verdict {
     const messages: unknown[] = body.messages;
-    const thinking = !(isObject(body.thinking) && body.thinking.type === 'disabled');
-    const emptyIsMissing = options.treatEmptyAsMissing ?? true;
+    const switched = isObject(body.thinking) ? body.thinking.type : undefined;
+    const thinking = switched !== 'disabled' && !(provider === 'deepseek' && body.model === 'deepseek-chat' && switched !== 'enabled');
+    // DeepSeek rejects '' (PROVIDERS.md); MiMo's and Kimi's acceptance of it is uncertain.
+    const emptyIsMissing = provider === 'deepseek' || (options.treatEmptyAsMissing ?? true);
+    const everyTurn = provider === 'deepseek' && Array.isArray(body.tools) && body.tools.length > 0;
+    const rejection = (index: number): Verdict => ({
+      status: 400,
+      body: provider === 'deepseek' ? DEEPSEEK_REASONING_ERROR_BODY : provider === 'kimi' ? kimiReasoningErrorBody(index) : REASONING_ERROR_BODY,
+    });
     const knownCalls = new Set<string>();
     let verdict: Verdict;
-    for (const message of messages) {
+    for (const [index, message] of messages.entries()) {
       if (!isObject(message)) continue;
+      if (provider === 'mimo' && options.mimoShapeRules === true && !verdict && message.role === 'assistant' && Array.isArray(message.tool_calls) && message.tool_calls.length > 0) {
+        if (typeof message.content !== 'string') verdict = { status: 400, body: MIMO_TEXT_NOT_PRESENT_BODY };
+        else if (message.tool_calls.some((c: any) => !isObject(c) || !isObject(c.function) || typeof c.function.name !== 'string' || c.function.name === '')) verdict = { status: 400, body: MIMO_NAME_NOT_SET_BODY };
+      }
+      if (everyTurn && !verdict && thinking && message.role === 'assistant' && !(Array.isArray(message.tool_calls) && message.tool_calls.length > 0)) {
+        const received = message.reasoning_content;
+        if (typeof received !== 'string' || received.trim() === '') verdict = rejection(index);
+      }
       if (message.role === 'assistant' && Array.isArray(message.tool_calls) && message.tool_calls.length > 0) {
         const ids = message.tool_calls.map((c: any) => (isObject(c) && typeof c.id === 'string' ? c.id : '')) as string[];
         for (const id of ids) knownCalls.add(id);
@@ -440,7 +490,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         if (!thinking || verdict) continue;
         const missing = typeof received !== 'string' || (emptyIsMissing && received === '');
         const wrong = options.rejectPlaceholders === true && produced !== undefined && received !== produced;
-        if (missing || wrong) verdict = { status: 400, body: REASONING_ERROR_BODY };
+        if (missing || wrong) verdict = rejection(index);
       } else if (message.role === 'tool' && !verdict) {
         if (typeof message.tool_call_id !== 'string' || !knownCalls.has(message.tool_call_id)) verdict = { status: 400, body: ORPHAN_TOOL_ERROR_BODY };
       }
@@ -448,7 +498,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     return verdict;
   }
 
-  async function chat(res: ServerResponse, record: RecordedRequest): Promise<void> {
+  async function chat(res: ServerResponse, record: RecordedRequest, provider: FakeProvider): Promise<void> {
     const body = record.json;
     if (!isObject(body) || !Array.isArray(body.messages)) {
       send(res, record, 400, jsonError(400, 'Invalid request: the body must be a JSON object with a messages array', 'invalid_request_error'));
@@ -463,7 +513,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       res.end(payload);
       return;
     }
-    const verdict = check(body, options);
+    const verdict = check(body, options, provider);
     if (verdict) {
       send(res, record, verdict.status, verdict.body, stream && options.sseFramedErrors === true);
       return;
@@ -616,7 +666,8 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       send(res, record, 200, JSON.stringify({ object: 'list', data: FAKE_MIMO_MODELS.map((id) => ({ id, object: 'model', created, owned_by: 'xiaomi' })) }));
       return;
     }
-    if (pathname === '/anthropic/v1/messages' && req.method === 'POST') {
+    const provider = fakeProviderOf(req.headers);
+    if (pathname === '/anthropic/v1/messages' && req.method === 'POST' && provider !== 'kimi') {
       record.status = 200;
       const o = fake.options;
       handleAnthropic(req, res, record.json, fake.anthropic, {
@@ -624,6 +675,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         rejectPlaceholders: o.rejectPlaceholders === true,
         chunkDelayMs: o.chunkDelayMs ?? 0,
         sseFramedErrors: o.sseFramedErrors === true,
+        ...(provider === 'deepseek' ? { reasoningErrorBody: DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY } : {}),
       }).catch(() => res.destroy());
       return;
     }
@@ -639,12 +691,14 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       }, record).catch(() => res.destroy());
       return;
     }
-    if (pathname === '/v1/chat/completions' && req.method === 'POST') {
+    const chatPath =
+      pathname === '/v1/chat/completions' || (provider === 'deepseek' && pathname === '/chat/completions') || (provider === 'kimi' && pathname === '/coding/v1/chat/completions');
+    if (chatPath && req.method === 'POST') {
       if (record.json === undefined) {
         send(res, record, 400, jsonError(400, 'Invalid JSON in request body', 'invalid_request_error'));
         return;
       }
-      chat(res, record).catch(() => res.destroy());
+      chat(res, record, provider).catch(() => res.destroy());
       return;
     }
     send(res, record, 404, jsonError(404, `Not found: ${req.method} ${pathname}`, 'not_found_error'));

@@ -564,9 +564,10 @@ describe('errors a user can act on', () => {
     expect(await fs.readdir(dir)).toEqual(['ca.pem']);
   });
 
-  it('a CA that does not permit a configured domain gives CA_DOMAINS with a way out', async () => {
+  it('a CA that does not permit a configured domain gives CA_NOT_COVERING with a way out', async () => {
     const error = await caErrorOf(loadOrCreateCa({ dir: certsDir, domains: ['xiaomimimo.com', 'example.com'] }));
-    expect(error.code).toBe('CA_DOMAINS');
+    expect(error.code).toBe('CA_NOT_COVERING');
+    expect(error.hint).toContain('mimo-proxy ca --renew');
     expect(error.message).toContain('example.com');
     expect(error.hint).toContain('--certs');
     expect(error.hint).toContain(ca.caCertPath);

@@ -97,6 +97,9 @@ describe('what the CLI loads', () => {
     expect(modules).toContain('ca/index.js');
     expect(proxyModules(modules)).toEqual([]);
     expect(modules).not.toContain('node:http'); // the probe takes node:http as CommonJS (see cli/status.ts)
+    // The provider registry names dialects without loading them.
+    expect(modules).toContain('providers.js');
+    expect(modules.filter((m) => /^(chat|anthropic)\//.test(m) || m === 'dialects.js' || m === 'package:eventsource-parser')).toEqual([]);
   });
 
   it('status asks a wildcard --host on loopback instead of refusing it as an open proxy', async () => {
@@ -104,6 +107,30 @@ describe('what the CLI loads', () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe('no mimo-proxy is running on 127.0.0.1:1. Start one: npx mimo-proxy start --port 1\n');
     expect(proxyModules(modules)).toEqual([]);
+  });
+});
+
+describe('what start loads', () => {
+  /** `start` with the hook, until it is ready, then SIGTERM: the run and every module URL it resolved. */
+  async function started(certs: string, name: string): Promise<{ run: NodeRun; urls: string[] }> {
+    const log = path.join(dir, `modules-${name}.txt`);
+    const run = await runNode(['--import', pathToFileURL(hook).href, CLI, 'start', '--port', '0', '--certs', certs, '--no-persist'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, MIMO_TEST_MODULE_LOG: log },
+      until: /Stop: Ctrl-C/,
+    });
+    return { run, urls: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+  }
+
+  it("restarted with its CA in place, it loads http-mitm-proxy without node-forge or ws (the library's own CA and WebSocket relay stand aside)", async () => {
+    const certs = path.join(dir, 'start-certs');
+    const first = await started(certs, 'first-start');
+    expect(first.run.code).toBe(0);
+    expect(first.urls.some((u) => u.includes('/node_modules/node-forge/'))).toBe(true); // the first start makes the CA
+    const again = await started(certs, 'restart');
+    expect(again.run.code).toBe(0);
+    expect(again.urls.some((u) => u.includes('/node_modules/http-mitm-proxy/dist/lib/proxy.js'))).toBe(true);
+    expect(again.urls.filter((u) => u.includes('/node_modules/node-forge/'))).toEqual([]);
+    expect(again.urls.filter((u) => /\/node_modules\/ws\/lib\//.test(u))).toEqual([]);
   });
 });
 

@@ -35,6 +35,27 @@ describe('configuration', () => {
     expect(c.dataDir).toBe(c.certsDir);
   });
 
+  it('enables MiMo alone by default; --providers (or MIMO_PROXY_PROVIDERS) adds the others\' domains, --hosts stays MiMo\'s', () => {
+    expect(configFrom([]).providers).toEqual([{ id: 'mimo', domains: ['xiaomimimo.com'] }]);
+    const c = configFrom(['--providers', 'mimo, DeepSeek,kimi,deepseek', '--hosts', 'xiaomimimo.com,mimo.example.org']);
+    expect(c.providers).toEqual([
+      { id: 'mimo', domains: ['xiaomimimo.com', 'mimo.example.org'] },
+      { id: 'deepseek', domains: ['api.deepseek.com'] },
+      { id: 'kimi', domains: ['api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'] },
+    ]);
+    expect(c.domains).toEqual(['xiaomimimo.com', 'mimo.example.org', 'api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com']);
+    expect(configFrom([], { MIMO_PROXY_PROVIDERS: 'deepseek' }).domains).toEqual(['api.deepseek.com']);
+  });
+
+  it('refuses an unknown provider, an empty list, and --hosts without MiMo, naming the option', () => {
+    for (const argv of [['--providers', 'openai'], ['--providers', ' , '], ['--providers', 'deepseek', '--hosts', 'xiaomimimo.com']]) {
+      const error = errorOf(() => configFrom(argv));
+      expect(error.code, argv.join(' ')).toBe('BAD_OPTION');
+      expect(error.message, argv.join(' ')).toMatch(/--providers|--hosts/);
+    }
+    expect(errorOf(() => configFrom(['--providers', 'openai'])).hint).toContain('mimo, deepseek, kimi');
+  });
+
   it('reads every option from MIMO_PROXY_<NAME>, and a flag beats the environment', () => {
     const env = { MIMO_PROXY_PORT: '9000', MIMO_PROXY_CONNECT_TO: 'a.xiaomimimo.com:443:127.0.0.1:1,b.xiaomimimo.com:443:127.0.0.1:2', MIMO_PROXY_NO_PERSIST: '1', MIMO_PROXY_CACHE_TTL: '12h' };
     const c = configFrom(['--port', '0'], env);

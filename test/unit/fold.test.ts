@@ -9,7 +9,11 @@ import { createChatJsonTap, createChatSseTap, createStreamFold } from '../../src
 function learnedAs(message: Parameters<typeof chatTurnIdentity>[0], reasoning: string): TurnReasoning {
   const identity = chatTurnIdentity(message);
   if (!identity) throw new Error('the expected message has no identity');
-  return { identity, reasoning };
+  // The calls with an id and a name come along (the name repair remembers them by id).
+  const calls = ((message as { tool_calls?: { id?: string; function?: { name?: string } }[] }).tool_calls ?? [])
+    .filter((call) => call.id && call.function?.name)
+    .map((call) => ({ id: call.id as string, name: call.function?.name as string }));
+  return calls.length > 0 ? { identity, reasoning, calls } : { identity, reasoning };
 }
 
 /** Feeds the chunks to a fresh SSE tap and returns what it learned. */

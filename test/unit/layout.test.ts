@@ -25,13 +25,14 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   chat: [...LEAVES, 'reasoning'],
   anthropic: [...LEAVES, 'reasoning'],
   responses: [...LEAVES, 'reasoning'],
-  'dialects.ts': [...LEAVES, 'reasoning', 'chat', 'anthropic', 'responses'],
+  'dialects.ts': [...LEAVES, 'reasoning', 'chat', 'anthropic', 'responses', 'providers.ts'],
+  'providers.ts': [...LEAVES, 'net', 'reasoning'],
   cache: LEAVES,
   ca: [...LEAVES, 'net'],
   setup: [...LEAVES, 'net', 'ca'],
-  proxy: [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'cache', 'ca'],
-  cli: [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'cache', 'ca', 'setup', 'proxy'],
-  'index.ts': [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'cache', 'ca', 'proxy', 'cli'],
+  proxy: [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'providers.ts', 'cache', 'ca'],
+  cli: [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'providers.ts', 'cache', 'ca', 'setup', 'proxy'],
+  'index.ts': [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'providers.ts', 'cache', 'ca', 'proxy', 'cli'],
 };
 
 /** Modules that open sockets or wrap them: only proxy/ (and cli/, whose `status` asks a port) use them. */

@@ -11,6 +11,8 @@ import { chatDialect } from '../../src/chat/dialect.js';
 import { createLogger } from '../../src/log.js';
 import type { Dialect } from '../../src/reasoning/dialect.js';
 import { retryPolicy } from '../../src/reasoning/exchange.js';
+import { firstPolicy } from '../../src/reasoning/upstream.js';
+import { providerById } from '../../src/providers.js';
 import type { RewriteOutcome, RewritePolicy } from '../../src/reasoning/rewrite.js';
 import { RewriteWorkers, rewriteWorkerTestHooks, sharedBody, WorkerFailure } from '../../src/proxy/rewrite-worker.js';
 import { anthropicSession, chatSession, type Session } from '../support/big-conversation.js';
@@ -31,7 +33,16 @@ afterEach(async () => {
   delete rewriteWorkerTestHooks.timeoutMs;
 });
 
-const POLICIES: RewritePolicy[] = [{ degrade: 'placeholder' }, { degrade: 'flatten' }, retryPolicy('placeholder'), retryPolicy('flatten')];
+// The providers' policies too: their patterns (RegExp) and repairs cross to the worker intact.
+const POLICIES: RewritePolicy[] = [
+  { degrade: 'placeholder' },
+  { degrade: 'flatten' },
+  retryPolicy('placeholder'),
+  retryPolicy('flatten'),
+  firstPolicy('placeholder', providerById('mimo')!),
+  firstPolicy('placeholder', providerById('deepseek')!),
+  retryPolicy('placeholder', providerById('deepseek')!),
+];
 const CASES: [string, Dialect, (steps: number, pad: number) => Session][] = [
   ['chat', chatDialect, chatSession],
   ['anthropic', anthropicDialect, anthropicSession],

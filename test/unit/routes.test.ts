@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { createRouter, type Router } from '../../src/proxy/routes.js';
+import { providerById } from '../../src/providers.js';
 
 const USER_PASS = 'alice:pw';
 const basic = (s: string): string => `Basic ${Buffer.from(s).toString('base64')}`;
@@ -63,6 +64,7 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
       shape: 'openai',
       url: '/v1/chat/completions',
       hostHeader: 'api.xiaomimimo.com',
+      provider: providerById('mimo'),
     });
     expect(r.request(line('POST', '/chat/completions?x=1'))).toMatchObject({ kind: 'direct', url: '/v1/chat/completions?x=1' });
     expect(r.request(line('POST', '/v1/responses'))).toMatchObject({ kind: 'direct', url: '/v1/responses' });
@@ -139,6 +141,7 @@ describe('routing a request inside an intercepted TLS connection', () => {
       tls: true,
       shape: 'openai',
       hostHeader: undefined,
+      provider: providerById('mimo'),
     });
   });
 
@@ -185,5 +188,35 @@ describe('the error shape a route names', () => {
     expect(r.request(line('POST', '/anthropicx/v1/messages'))).toMatchObject({ status: 404, shape: 'openai' });
     expect(r.request(line('POST', '/v1/anthropic/v1/messages'), endpoint)).toMatchObject({ kind: 'intercept', shape: 'openai' });
     expect(r.connect(line('CONNECT', 'api.xiaomimimo.com:443'))).toMatchObject({ status: 407, shape: 'openai' });
+  });
+});
+
+describe('routing by provider', () => {
+  it('terminates only the enabled providers\' hosts: DeepSeek and Kimi are tunnelled unless enabled', () => {
+    const only = router();
+    for (const host of ['api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com']) {
+      expect(only.connect(line('CONNECT', `${host}:443`)).kind, host).toBe('tunnel');
+    }
+    const all = router('--providers', 'mimo,deepseek,kimi');
+    for (const host of ['api.xiaomimimo.com', 'api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com']) {
+      expect(all.connect(line('CONNECT', `${host}:443`)).kind, host).toBe('terminate');
+    }
+    // Label boundary, as for MiMo's domain.
+    for (const host of ['evilapi.deepseek.com.example', 'deepseek.com', 'notapi.deepseek.com.evil.net', 'moonshot.ai']) {
+      expect(all.connect(line('CONNECT', `${host}:443`)).kind, host).toBe('tunnel');
+    }
+  });
+
+  it('gives a request inside a terminated connection the provider of its CONNECT target', () => {
+    const all = router('--providers', 'deepseek,kimi,mimo');
+    const at = (host: string) => all.request(line('POST', '/v1/chat/completions', { host }), { host, port: 443 });
+    expect(at('api.deepseek.com')).toMatchObject({ kind: 'intercept', provider: { id: 'deepseek' } });
+    expect(at('api.kimi.com')).toMatchObject({ kind: 'intercept', provider: { id: 'kimi' } });
+    expect(at('token-plan-sgp.xiaomimimo.com')).toMatchObject({ kind: 'intercept', provider: { id: 'mimo' } });
+  });
+
+  it('gives direct mode the provider of --upstream, else the first one enabled', () => {
+    expect(router('--providers', 'mimo,deepseek', '--upstream', 'https://api.deepseek.com').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', url: '/chat/completions', provider: { id: 'deepseek' } });
+    expect(router('--providers', 'kimi', '--upstream', 'https://127.0.0.1:9443/v1').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', provider: { id: 'kimi' } });
   });
 });
