@@ -3,15 +3,15 @@
  * Every dialect shares the cache, the store, credential scoping, counters
  * and the degrade/retry ladder; each one lives in its own folder. A `POST`
  * whose path matches an entry gets that dialect, the first match winning;
- * every other request (`/v1/responses` included) gets none and passes
- * through untouched. Which provider serves which of these on which paths is
+ * every other request gets none and passes through untouched. Which provider serves which of these on which paths is
  * ../providers.ts (its entries name a dialect by its `name`); the paths
  * here are MiMo's.
  */
 import { anthropicDialect } from './anthropic/dialect.js';
 import { chatDialect } from './chat/dialect.js';
-import { ANTHROPIC_MESSAGES_PATH, CHAT_COMPLETIONS_PATH } from './providers.js';
+import { ANTHROPIC_MESSAGES_PATH, CHAT_COMPLETIONS_PATH, RESPONSES_PATH } from './providers.js';
 import type { Dialect } from './reasoning/dialect.js';
+import { responsesDialect } from './responses/dialect.js';
 
 export interface DialectRoute {
   dialect: Dialect;
@@ -23,6 +23,7 @@ export interface DialectRoute {
 export const DIALECTS: readonly DialectRoute[] = [
   { dialect: anthropicDialect, path: ANTHROPIC_MESSAGES_PATH },
   { dialect: chatDialect, path: CHAT_COMPLETIONS_PATH },
+  { dialect: responsesDialect, path: RESPONSES_PATH },
 ];
 
 export function dialectFor(method: string | undefined, path: string): Dialect | undefined {

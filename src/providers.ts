@@ -28,6 +28,8 @@ export interface Surface {
 export const ANTHROPIC_MESSAGES_PATH = /^\/anthropic\/v1\/messages\/?(?:[?#].*)?$/;
 /** OpenAI chat completions on any base path (`/v1/chat/completions`, `/chat/completions`, `/coding/v1/...`). */
 export const CHAT_COMPLETIONS_PATH = /^(?:\/[^?#]*)?\/chat\/completions\/?(?:[?#].*)?$/;
+/** The OpenAI Responses API on any base path (`/v1/responses`): what Codex speaks. Not its sub-paths. */
+export const RESPONSES_PATH = /^(?:\/[^?#]*)?\/responses\/?(?:[?#].*)?$/;
 
 export interface Provider extends UpstreamRules {
   /** What `--providers` takes. */
@@ -53,9 +55,11 @@ export const PROVIDERS: readonly Provider[] = [
     surfaces: [
       { dialect: 'anthropic', path: ANTHROPIC_MESSAGES_PATH },
       { dialect: 'chat', path: CHAT_COMPLETIONS_PATH },
+      { dialect: 'responses', path: RESPONSES_PATH },
     ],
     // "The reasoning_content in the thinking mode must be passed back to the API." on both
-    // surfaces (MIMO-API.md), matched loosely: the wording is only known from one notice.
+    // surfaces (MIMO-API.md), matched loosely: the wording is only known from one notice (on the
+    // Responses surface none is known yet; DeepSeek's there names `reasoning_text`).
     rejections: [ANY_REASONING_REJECTION],
     repairs: { toolCallContent: true, toolCallNames: true },
     evidence: 'platform notice',

@@ -4,6 +4,8 @@
  *   openai     {"error":{"message":"...","type":"mimo_proxy_error"}}
  *   anthropic  {"type":"error","error":{"type":"api_error","message":"..."}}
  *              (MiMo's Anthropic-compatible base, /anthropic)
+ *   responses  OpenAI's JSON shape; in a stream, the Responses API's own
+ *              `response.failed` event (.../responses, what Codex reads)
  * as a JSON answer, as an answer written on a raw socket (CONNECT, requests
  * Node could not parse), or as the last event of a stream already under way.
  * This is the one place that knows these shapes.
@@ -13,14 +15,17 @@ import http from 'node:http';
 export const ERROR_TYPE = 'mimo_proxy_error';
 
 /** The error shape a client reads: the one of the API its request went to. */
-export type ErrorShape = 'openai' | 'anthropic';
+export type ErrorShape = 'openai' | 'anthropic' | 'responses';
 
 /** MiMo's Anthropic-compatible API sits under /anthropic; the target may be origin-form or absolute-form. */
 const ANTHROPIC_BASE = /^(?:[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*)?\/anthropic(?:[/?#]|$)/;
+/** The Responses API: `POST .../responses` on any base path. */
+const RESPONSES_PATH = /^(?:[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*)?(?:\/[^?#]*)?\/responses\/?(?:[?#]|$)/;
 
 /** The error shape for a request target as the client sent it (before direct mode rewrites it). */
 export function errorShapeFor(target: string | undefined): ErrorShape {
-  return ANTHROPIC_BASE.test(target ?? '') ? 'anthropic' : 'openai';
+  if (ANTHROPIC_BASE.test(target ?? '')) return 'anthropic';
+  return RESPONSES_PATH.test(target ?? '') ? 'responses' : 'openai';
 }
 
 /**
@@ -77,8 +82,16 @@ export function rawHttpError(status: number, message: string): string {
   return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n${lines.join('')}\r\n${body}`;
 }
 
-/** The error as the last event of a stream under way (Anthropic clients only read events that carry an `event:` name). */
+/**
+ * The error as the last event of a stream under way (Anthropic clients only read events that
+ * carry an `event:` name; Responses clients such as Codex report a stream's failure from its
+ * `response.failed` event and treat any other end as a cut-off stream).
+ */
 export function errorEvent(shape: ErrorShape, status: number, message: string): string {
+  if (shape === 'responses') {
+    const data = { type: 'response.failed', response: { object: 'response', status: 'failed', error: { code: ERROR_TYPE, message }, output: [] } };
+    return `event: response.failed\ndata: ${JSON.stringify(data)}\n\n`;
+  }
   const data = errorBody(shape, status, message);
   return shape === 'anthropic' ? `event: error\ndata: ${data}\n\n` : `data: ${data}\n\n`;
 }

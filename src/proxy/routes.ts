@@ -130,10 +130,10 @@ export function directPath(method: string | undefined, url: string, upstream: UR
     if (method !== 'POST') return undefined;
     return upstream.pathname.replace(/\/+$/, '').replace(/\/v1$/, '') + '/anthropic/v1/messages' + query;
   }
-  const m = /^(?:\/v1)?(\/chat\/completions|\/models(?:\/[A-Za-z0-9._:-]+)?)\/?$/.exec(pathname);
+  const m = /^(?:\/v1)?(\/chat\/completions|\/responses|\/models(?:\/[A-Za-z0-9._:-]+)?)\/?$/.exec(pathname);
   if (!m) return undefined;
   const suffix = m[1] as string;
-  const wanted = suffix === '/chat/completions' ? 'POST' : 'GET';
+  const wanted = suffix === '/chat/completions' || suffix === '/responses' ? 'POST' : 'GET';
   if (method !== wanted) return undefined;
   return upstream.pathname.replace(/\/+$/, '') + suffix + query;
 }
@@ -193,7 +193,7 @@ export function createRouter(config: RouterConfig): Router {
         if (upstreamPath === undefined) {
           return refuse(
             404,
-            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, GET /v1/models. Pages: /, /health, /ca.pem`,
+            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, POST /v1/responses, GET /v1/models. Pages: /, /health, /ca.pem`,
             shape,
           );
         }

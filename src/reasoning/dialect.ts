@@ -1,12 +1,12 @@
 /**
  * What a dialect is: one API format (OpenAI chat completions, Anthropic
- * messages) over the one reasoning core. A dialect only says how a request
- * of its format is rewritten (usually rewriteTurns, turns.ts, over its own
- * TurnDialect) and how its responses are folded into learned reasoning (its
- * SSE and JSON taps, built on tap/). Everything else is shared: the cache
- * and store, credential scoping, counters, the degrade/retry ladder,
- * decoding compressed bodies (exchange.ts). Which dialect serves which path
- * is the registry, ../dialects.ts.
+ * messages, the OpenAI Responses API) over the one reasoning core. A dialect
+ * only says how a request of its format is rewritten (usually rewriteTurns,
+ * turns.ts, over its own TurnDialect) and how its responses are folded into
+ * learned reasoning (its SSE and JSON taps, built on tap/). Everything else is
+ * shared: the cache and store, credential scoping, counters, the
+ * degrade/retry ladder, decoding compressed bodies (exchange.ts). Which
+ * dialect serves which path is the registry, ../dialects.ts.
  */
 import type { TurnReasoning } from './match.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.js';

@@ -6,9 +6,11 @@
  * as plain JSON or SSE-framed (`data: {...}` events, maybe then `data: [DONE]`)
  * when the request was streamed. DeepSeek's wording (same sentence with
  * backticks) and Kimi's ("reasoning_content is missing in assistant tool
- * call message at index N") match too. A provider may give its own exact
- * texts instead (../providers.ts), as patterns over the error's texts. Pure;
- * never throws.
+ * call message at index N") match too, and so does the Responses API's shape
+ * of it: the same `error` object, an SSE `error` event (message at the top)
+ * or a `response.failed` event (`response.error`). A provider may give its
+ * own exact texts instead (../providers.ts), as patterns over the error's
+ * texts. Pure; never throws.
  */
 import { createParser } from 'eventsource-parser';
 import { ANY_REASONING_REJECTION } from './upstream.js';
@@ -82,5 +84,8 @@ function errorTexts(payload: unknown): string[] {
     const value = record[field];
     if (typeof value === 'string') texts.push(value);
   }
+  // A Responses stream's `response.failed` event: {"type":"response.failed","response":{"error":{...}}}.
+  const response = record['response'];
+  if (typeof response === 'object' && response !== null && !Array.isArray(response)) texts.push(...errorTexts({ error: (response as Record<string, unknown>)['error'] }));
   return texts;
 }

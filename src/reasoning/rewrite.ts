@@ -48,7 +48,7 @@ export interface RewriteChanges {
   repaired?: number;
 }
 
-export type SkipReason = 'invalid-json' | 'not-an-object' | 'no-messages' | 'internal-error';
+export type SkipReason = 'invalid-json' | 'not-an-object' | 'no-messages' | 'stateful' | 'internal-error';
 
 /**
  * `learned`: turns that came with their own reasoning; `context`: the context digest of the
@@ -92,6 +92,16 @@ export function neverThrowing(rewrite: () => RewriteOutcome): RewriteOutcome {
 
 /** The request object and its `messages` array, or why the body is left alone. */
 export function parseMessages(body: Buffer): { request: Record<string, unknown>; messages: unknown[] } | { kind: 'skipped'; reason: SkipReason } {
+  const parsed = parseRequest(body);
+  if ('kind' in parsed) return parsed;
+  const { request } = parsed;
+  const messages = request['messages'];
+  if (!Array.isArray(messages)) return { kind: 'skipped', reason: 'no-messages' };
+  return { request, messages };
+}
+
+/** The request object, parsed without losing anything, or why the body is left alone. */
+export function parseRequest(body: Buffer): { request: Record<string, unknown> } | { kind: 'skipped'; reason: SkipReason } {
   // Invalid UTF-8 would come back altered from a re-serialisation: leave such a body alone.
   if (!isUtf8(body)) return { kind: 'skipped', reason: 'invalid-json' };
   let request: unknown;
@@ -101,7 +111,5 @@ export function parseMessages(body: Buffer): { request: Record<string, unknown>;
     return { kind: 'skipped', reason: 'invalid-json' };
   }
   if (!isRecord(request)) return { kind: 'skipped', reason: 'not-an-object' };
-  const messages = request['messages'];
-  if (!Array.isArray(messages)) return { kind: 'skipped', reason: 'no-messages' };
-  return { request, messages };
+  return { request };
 }

@@ -1,7 +1,7 @@
 /**
- * THE turn loop: the request side of both dialects (any whose requests are a
- * `messages` list of role-tagged turns). It walks the assistant turns in
- * order, numbering them (step 1, 2, ...):
+ * THE turn loop: the request side of every dialect (its requests' turns are
+ * a `messages` list of role-tagged turns, or a list the dialect makes of them).
+ * It walks the assistant turns in order, numbering them (step 1, 2, ...):
  *   reasoning of its own  the turn is left as sent and reported in
  *                         `learned`, under its context, to be remembered;
  *   no tool calls         a plain turn is left alone unless the policy asks
@@ -21,13 +21,19 @@
  * turn's context is the conversation as the client sent it, as it will be
  * when the client sends it again.
  *
+ * A request whose turns are not a `messages` list (the Responses API's typed
+ * `input` items) gives the loop a list of its own through the dialect's
+ * `conversation` hook: the items grouped into role-tagged entries (one
+ * assistant entry per run of one output's items), and how the edited list is
+ * written back. Without the hook the list is `messages`, as sent.
+ *
  * Returns a description of what it did; no change -> the very Buffer it was
  * given. Pure, and never throws.
  */
 import { turnPlaceholder } from './degrade.js';
 import { isRecord } from './json.js';
 import { ContextWindows, lookupKeys, type Learned, type TurnIdentity } from './match.js';
-import { declaresTools, neverThrowing, parseMessages, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy } from './rewrite.js';
+import { declaresTools, neverThrowing, parseMessages, parseRequest, thinkingDisabled, type ReasoningLookup, type RewriteChanges, type RewriteOutcome, type RewritePolicy, type SkipReason } from './rewrite.js';
 
 /** By message index, the messages that replace it: [] removes it; more than one inserts after it. */
 export type Edits = Map<number, unknown[]>;
@@ -36,6 +42,14 @@ export type Edits = Map<number, unknown[]>;
 export interface Alternative<Found> {
   identity: TurnIdentity;
   accept(value: string): Found | undefined;
+}
+
+/** A request's turns as the loop walks them, when they are not its `messages` array. */
+export interface Conversation {
+  /** Role-tagged entries; those with role 'assistant' are the turns. */
+  messages: unknown[];
+  /** Writes the edited entries back into the request (which is then serialised). */
+  write(messages: unknown[]): void;
 }
 
 /**
@@ -66,22 +80,44 @@ export interface TurnDialect<Turn, Found> {
   flatten(messages: readonly unknown[], index: number, step: number, plainTurns: boolean): Edits;
   /** The policy's repairs, applied to `messages` in place before the walk; how many messages changed (optional). */
   repair?(messages: unknown[], lookup: ReasoningLookup, policy: RewritePolicy): number;
+  /** The request's turns when they are not its `messages` array (optional), or why it is left alone. */
+  conversation?(request: Record<string, unknown>): Conversation | SkipReason;
 }
 
 /** The rewrite of one request body by the turn loop (see the header). */
 export function rewriteTurns<Turn, Found>(body: Buffer, lookup: ReasoningLookup, policy: RewritePolicy, dialect: TurnDialect<Turn, Found>): RewriteOutcome {
   return neverThrowing(() => {
-    const parsed = parseMessages(body);
+    const parsed = dialect.conversation ? parseConversation(body, dialect.conversation) : messagesConversation(body);
     if ('kind' in parsed) return parsed;
-    const { request, messages } = parsed;
+    const { request, messages, write } = parsed;
     const repaired = policy.repairs ? (dialect.repair?.(messages, lookup, policy) ?? 0) : 0;
     const plainTurns = policy.plainTurns === true || (policy.plainTurns === 'with-tools' && declaresTools(request));
     const { learned, context, changes, edits } = walkTurns(messages, lookup, { ...policy, plainTurns }, thinkingDisabled(request, policy.thinkingOffModels), dialect);
     if (repaired > 0) changes.repaired = repaired;
     if (edits.size === 0 && repaired === 0) return { kind: 'unchanged', body, learned, context, changes };
-    request['messages'] = applyEdits(messages, edits);
+    write(applyEdits(messages, edits));
     return { kind: 'rewritten', body: Buffer.from(JSON.stringify(request), 'utf8'), learned, context, changes };
   });
+}
+
+/** The request and its `messages` array, written back in place. */
+function messagesConversation(body: Buffer): ({ request: Record<string, unknown> } & Conversation) | { kind: 'skipped'; reason: SkipReason } {
+  const parsed = parseMessages(body);
+  if ('kind' in parsed) return parsed;
+  const { request, messages } = parsed;
+  return { request, messages, write: (edited) => (request['messages'] = edited) };
+}
+
+/** The request and the dialect's own list of its turns. */
+function parseConversation(
+  body: Buffer,
+  conversation: (request: Record<string, unknown>) => Conversation | SkipReason,
+): ({ request: Record<string, unknown> } & Conversation) | { kind: 'skipped'; reason: SkipReason } {
+  const parsed = parseRequest(body);
+  if ('kind' in parsed) return parsed;
+  const found = conversation(parsed.request);
+  if (typeof found === 'string') return { kind: 'skipped', reason: found };
+  return { request: parsed.request, ...found };
 }
 
 interface Walk {

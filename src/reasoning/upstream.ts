@@ -9,11 +9,12 @@ import type { Degrade } from '../config.js';
 import type { Repairs, RewritePolicy } from './rewrite.js';
 
 /**
- * Mentions reasoning_content and says it is missing or required, not e.g. "unsupported" (a
- * retry cannot help the latter): MiMo's text and the variants other gateways relay. Here, not in
- * rejection.ts, so the provider registry names it without loading an SSE parser.
+ * Mentions reasoning_content (or, on the Responses API, reasoning_text) and says it is missing
+ * or required, not e.g. "unsupported" (a retry cannot help the latter): MiMo's text and the
+ * variants other gateways relay. Here, not in rejection.ts, so the provider registry names it
+ * without loading an SSE parser.
  */
-export const ANY_REASONING_REJECTION = /^(?=[^]*reasoning[_\s-]?content)(?=[^]*(?:pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)))/i;
+export const ANY_REASONING_REJECTION = /^(?=[^]*reasoning[_\s-]?(?:content|text))(?=[^]*(?:pass(ed)?\s+back|missing|must\s+be|required|not\s+(been\s+)?(passed|provided|present|set)))/i;
 
 export interface UpstreamRules {
   /** Unique among providers: cache entries are scoped by it (exchange.ts), logs name it. */

@@ -106,6 +106,31 @@ function hasModule(python: string, modules: string): boolean {
 const PYTHON_OK = hasModule(SYSTEM_PYTHON, 'httpx, requests');
 const PYTHON_SKIP = `${SYSTEM_PYTHON} lacks httpx/requests (apt-get install python3-httpx python3-requests; .ci/run does)`;
 const CURL_OK = spawnSync('curl', ['--version'], { timeout: CHILD_TIMEOUT_MS }).status === 0;
+/** The real Codex CLI: CODEX_JS, else where .ci/run installs it (npm's package, whose script runs the platform binary). */
+const CODEX_JS = process.env.CODEX_JS ?? path.join(ROOT, '.ci/codex/node_modules/@openai/codex/bin/codex.js');
+const CODEX_OK = existsSync(CODEX_JS) && spawnSync(process.execPath, [CODEX_JS, '--version'], { timeout: CHILD_TIMEOUT_MS }).status === 0;
+const CODEX_SKIP = `the Codex CLI is not installed at ${CODEX_JS} (npm install --prefix .ci/codex @openai/codex@0.171.0; .ci/run does)`;
+/**
+ * Codex with a custom provider on the Responses wire, as a user sets it up for MiMo; update
+ * checks, web search (MiMo refuses the tool), the freeform apply_patch tool (a `custom` tool,
+ * refused too) and plugin sync off.
+ */
+const CODEX_CONFIG = `model = "mimo-v2.6-pro"
+model_provider = "mimo"
+check_for_update_on_startup = false
+web_search = "disabled"
+
+[features]
+apply_patch_freeform = false
+plugins = false
+remote_plugin = false
+
+[model_providers.mimo]
+name = "MiMo"
+base_url = "${BASE_URL}"
+env_key = "MIMO_API_KEY"
+wire_api = "responses"
+`;
 
 describe('real clients configured only by `mimo-proxy env`', () => {
   let fake: FakeMimo;
@@ -338,6 +363,70 @@ describe('real clients configured only by `mimo-proxy env`', () => {
     const seen = fake.anthropic.echoes.slice(echoes);
     expect(seen).toHaveLength(6);
     expect(seen.every((e) => e.exact)).toBe(true);
+  });
+
+  it('the openai npm SDK\'s Responses API, dropping reasoning items, runs a streamed tool conversation of 3+ rounds, every request 200', async () => {
+    const apiKey = key('openai-responses');
+    const echoes = fake.responses.echoes.length;
+    const injected = (await health()).counters.injected;
+    const out = await runClient(process.execPath, [path.join(CLIENTS, 'openai-responses-client.mjs')], clientEnv(activated, apiKey));
+    expect(out.error).toBeNull();
+    expect(out.rounds).toBe(4);
+    expect(out.reasoningItemsSeen).toBe(4);
+    expect(out.finalText).toContain('仓库里有三个文件');
+    const requests = requestsOf(apiKey);
+    expect(requests.every((r) => r.path === '/v1/responses' && r.json?.stream === true)).toBe(true);
+    expect(requests.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const seen = fake.responses.echoes.slice(echoes);
+    expect(seen).toHaveLength(6);
+    expect(seen.every((e) => e.exact)).toBe(true);
+    expect((await health()).counters.injected - injected).toBe(6);
+  });
+
+  describe.skipIf(!CODEX_OK)(`the real Codex CLI${CODEX_OK ? '' : ` (skipped: ${CODEX_SKIP})`}`, () => {
+    /** `codex exec PROMPT` with a fresh CODEX_HOME, in an activated shell's environment; its output and the key it used. */
+    async function codex(prompt: string): Promise<Ran & { apiKey: string }> {
+      const home = mkdtempSync(path.join(tmp, 'codex-home-'));
+      const work = mkdtempSync(path.join(tmp, 'codex-work-'));
+      writeFileSync(path.join(home, 'config.toml'), CODEX_CONFIG);
+      const apiKey = key('codex');
+      const ran = await run(process.execPath, [CODEX_JS, 'exec', '--skip-git-repo-check', '-C', work, prompt], { ...clientEnv(activated, apiKey), HOME: home, CODEX_HOME: home });
+      return { ...ran, apiKey };
+    }
+
+    afterAll(() => {
+      fake.options.responses = {};
+    });
+
+    it('drops reasoning items without a summary, and still runs its 3 tool rounds: the proxy puts back the exact items', async () => {
+      fake.options.responses = { summary: 'absent' };
+      const echoes = fake.responses.echoes.length;
+      const injected = (await health()).counters.injected;
+      const ran = await codex('列出仓库里的文件');
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stdout).toContain('仓库里有三个文件');
+      // What the issue reports Codex doing with such an item, and why the proxy is needed here.
+      expect(ran.stderr).toContain('ReasoningRawContentDelta without active item');
+      const requests = requestsOf(ran.apiKey);
+      expect(requests.map((r) => [r.path, r.status])).toEqual(Array(4).fill(['/v1/responses', 200]));
+      const seen = fake.responses.echoes.slice(echoes);
+      expect(seen).toHaveLength(6);
+      expect(seen.every((e) => e.exact)).toBe(true);
+      expect((await health()).counters.injected - injected).toBe(6);
+    });
+
+    it('keeps reasoning items that carry a summary, and the proxy leaves its requests as they are', async () => {
+      fake.options.responses = { summary: 'empty' };
+      const echoes = fake.responses.echoes.length;
+      const rewritten = (await health()).counters.rewrittenRequests;
+      const ran = await codex('列出仓库里的文件');
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(requestsOf(ran.apiKey).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      const seen = fake.responses.echoes.slice(echoes);
+      expect(seen).toHaveLength(6);
+      expect(seen.every((e) => e.exact)).toBe(true);
+      expect((await health()).counters.rewrittenRequests).toBe(rewritten);
+    });
   });
 
   it('`mimo-proxy env --unset` in the same bash gives back the pre-set SSL_CERT_FILE exactly and removes the rest', async () => {

@@ -26,6 +26,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
 import { handleAnthropic, type FakeAnthropicState } from './fake-anthropic.js';
+import { handleResponses, type FakeResponsesOptions, type FakeResponsesState } from './fake-responses.js';
 import { makeTestCa, type TestCa } from './pki.js';
 
 export interface FakeMimoOptions {
@@ -90,6 +91,8 @@ export interface FakeMimoOptions {
    * reasoning only while its conversation runs (forgotten once the final answer is given).
    */
   countOnly?: boolean;
+  /** The Responses route's own options (fake-responses.ts); toolRounds, rejectPlaceholders, sseFramedErrors and chunkDelayMs come from above. */
+  responses?: Pick<FakeResponsesOptions, 'callsPerOutput' | 'summary' | 'encrypted' | 'enforce' | 'rejection'>;
 }
 
 export interface RecordedRequest {
@@ -146,6 +149,8 @@ export interface FakeMimo {
   abortedResponses: number;
   /** The Anthropic-compatible route's own record: thinking produced by tool_use id, and echoes. */
   readonly anthropic: FakeAnthropicState;
+  /** The Responses route's own record: reasoning items produced by call_id, and echoes. */
+  readonly responses: FakeResponsesState;
   /** Responses whose last byte was handed to the OS ('finish'). */
   finishedResponses: number;
   /** Requests whose body never arrived in full (the client or proxy went away mid-body). */
@@ -404,6 +409,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
     tlsSessions: 0,
     abortedResponses: 0,
     anthropic: { produced: new Map(), echoes: [] },
+    responses: { produced: new Map(), echoes: [] },
     finishedResponses: 0,
     abortedRequests: 0,
     streamedBytes: 0,
@@ -671,6 +677,18 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         sseFramedErrors: o.sseFramedErrors === true,
         ...(provider === 'deepseek' ? { reasoningErrorBody: DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY } : {}),
       }).catch(() => res.destroy());
+      return;
+    }
+    if (pathname === '/v1/responses' && req.method === 'POST') {
+      const o = fake.options;
+      handleResponses(req, res, record.json, fake.responses, {
+        ...o.responses,
+        toolRounds: o.toolRounds ?? 3,
+        rejectPlaceholders: o.rejectPlaceholders === true,
+        chunkDelayMs: o.chunkDelayMs ?? 0,
+        sseFramedErrors: o.sseFramedErrors === true,
+        stallAfterEvents: o.stallAfterEvents,
+      }, record).catch(() => res.destroy());
       return;
     }
     const chatPath =

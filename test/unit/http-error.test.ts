@@ -6,8 +6,11 @@ describe('the error shapes', () => {
     for (const target of ['/anthropic', '/anthropic/v1/messages', '/anthropic?x', 'http://api.xiaomimimo.com/anthropic/v1/messages', 'https://h:8443/anthropic#x']) {
       expect(errorShapeFor(target), target).toBe('anthropic');
     }
-    for (const target of [undefined, '', '/', '/v1/chat/completions', '/anthropicx', '/v1/anthropic', 'http://anthropic/v1', 'api.xiaomimimo.com:443']) {
+    for (const target of [undefined, '', '/', '/v1/chat/completions', '/anthropicx', '/v1/anthropic', 'http://anthropic/v1', 'api.xiaomimimo.com:443', '/v1/responsesx', '/v1/responses/resp_1', '/responses-api']) {
       expect(errorShapeFor(target), String(target)).toBe('openai');
+    }
+    for (const target of ['/v1/responses', '/responses', '/v1/responses/', '/v1/responses?x=1', 'https://api.xiaomimimo.com/v1/responses']) {
+      expect(errorShapeFor(target), target).toBe('responses');
     }
   });
 
@@ -28,9 +31,14 @@ describe('the error shapes', () => {
     }
   });
 
-  it('ends a stream with an event each client reads: named `error` for Anthropic, plain data for OpenAI', () => {
+  it('ends a stream with an event each client reads: named `error` for Anthropic, plain data for OpenAI, response.failed for the Responses API', () => {
     expect(errorEvent('anthropic', 502, 'cut')).toBe(`event: error\ndata: ${errorBody('anthropic', 502, 'cut')}\n\n`);
     expect(errorEvent('openai', 502, 'cut')).toBe(`data: ${errorBody('openai', 502, 'cut')}\n\n`);
+    // The Responses API: OpenAI's JSON body, and in a stream its response.failed event (Codex shows its message).
+    expect(errorBody('responses', 502, 'cut')).toBe(errorBody('openai', 502, 'cut'));
+    const [name, data] = errorEvent('responses', 504, '上游 timed out').split('\n') as [string, string];
+    expect(name).toBe('event: response.failed');
+    expect(JSON.parse(data.slice('data: '.length))).toEqual({ type: 'response.failed', response: { object: 'response', status: 'failed', error: { code: 'mimo_proxy_error', message: '上游 timed out' }, output: [] } });
   });
 
   it('frames a raw answer by its byte length, closes it, and challenges a 407', () => {

@@ -57,8 +57,11 @@ describe('the provider registry', () => {
     expect(served(kimi, '/coding/v1/chat/completions')).toBe('chat');
     expect(served(kimi, '/anthropic/v1/messages')).toBeUndefined();
     expect(served(mimo, '/anthropic/v1/messages')).toBe('anthropic');
+    // The Responses API (Codex): MiMo's, on its OpenAI base; not the others' (none is known to serve it).
+    expect(served(mimo, '/v1/responses')).toBe('responses');
+    expect(served(mimo, '/v1/responses/resp_1')).toBeUndefined();
+    for (const provider of [deepseek, kimi]) expect(served(provider, '/v1/responses'), provider.id).toBeUndefined();
     for (const provider of PROVIDERS) {
-      expect(served(provider, '/v1/responses'), provider.id).toBeUndefined();
       expect(surfaceFor(provider, 'GET', '/v1/chat/completions'), provider.id).toBeUndefined();
     }
   });
@@ -83,6 +86,10 @@ describe('whose rejection is whose', () => {
     expect(rejected(mimo, REASONING_ERROR_BODY)).toBe(true);
     expect(rejected(mimo, REASONING_ERROR_BODY, true)).toBe(true);
     expect(rejected(mimo, DEEPSEEK_REASONING_ERROR_BODY)).toBe(true);
+    // On its Responses API (Codex), where DeepSeek's sentence names reasoning_text.
+    const responses = JSON.stringify({ error: { message: 'The `reasoning_text` in the thinking mode must be passed back to the API.', type: 'invalid_request_error', param: 'input', code: 'invalid_request_error' } });
+    expect(rejected(mimo, responses)).toBe(true);
+    expect(rejected(kimi, responses)).toBe(false);
   });
 
   it('takes no other 400 for it: other providers\' texts, unrelated errors, other statuses', () => {

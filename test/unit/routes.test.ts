@@ -67,6 +67,8 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
       provider: providerById('mimo'),
     });
     expect(r.request(line('POST', '/chat/completions?x=1'))).toMatchObject({ kind: 'direct', url: '/v1/chat/completions?x=1' });
+    expect(r.request(line('POST', '/v1/responses'))).toMatchObject({ kind: 'direct', url: '/v1/responses' });
+    expect(r.request(line('POST', '/responses?x=1'))).toMatchObject({ kind: 'direct', url: '/v1/responses?x=1' });
     expect(r.request(line('GET', '/models/mimo-v2.6-pro'))).toMatchObject({ kind: 'direct', url: '/v1/models/mimo-v2.6-pro' });
     expect(r.request(line('POST', '/anthropic/v1/messages'))).toMatchObject({ kind: 'direct', url: '/anthropic/v1/messages' });
   });
@@ -83,7 +85,7 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
   });
 
   it('answers 404 for any other method or path', () => {
-    for (const [method, url] of [['GET', '/v1/chat/completions'], ['POST', '/v1/models'], ['GET', '/anthropic/v1/messages'], ['POST', '/v1/responses'], ['GET', '/nope']] as const) {
+    for (const [method, url] of [['GET', '/v1/chat/completions'], ['POST', '/v1/models'], ['GET', '/anthropic/v1/messages'], ['GET', '/v1/responses'], ['POST', '/v1/responses/compact'], ['GET', '/nope']] as const) {
       expect(r.request(line(method, url)), `${method} ${url}`).toMatchObject({ kind: 'refuse', status: 404, message: expect.stringContaining(url) });
     }
   });
