@@ -29,6 +29,7 @@
  * The one module of cache/ that opens a socket, and the only importer of ioredis.
  */
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import { Redis } from 'ioredis';
 import { MimoProxyError } from '../errors.js';
@@ -133,13 +134,18 @@ function redisValue(reasoning: string): string {
   return createHash('sha256').update(reasoning.trim(), 'utf8').digest('hex') + reasoning;
 }
 
-/** Which fix a connection failure needs: credentials, TLS, or reaching the server at all. */
-export function classifyRedisFailure(err: unknown): 'REDIS_AUTH' | 'REDIS_TLS' | 'REDIS_UNREACHABLE' {
+/**
+ * Which fix a connection failure needs: credentials, TLS, or reaching the server at all. Over
+ * rediss://, a connect timeout is most often a plain port (Redis reads the TLS hello as an
+ * unfinished command and never answers), so it counts as TLS; the message says both.
+ */
+export function classifyRedisFailure(err: unknown, tls = false): 'REDIS_AUTH' | 'REDIS_TLS' | 'REDIS_UNREACHABLE' {
   const e = err as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : '';
   const message = typeof e?.message === 'string' ? e.message : '';
   if (/^(WRONGPASS|NOAUTH|NOPERM)/.test(message) || /invalid (username-)?password|Authentication required/i.test(message)) return 'REDIS_AUTH';
-  if (/^(ERR_SSL|ERR_TLS|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_OSSL)/.test(code) || /SSL|TLS|certificate|wrong version number|packet length/i.test(message)) return 'REDIS_TLS';
+  if (/^(ERR_SSL|ERR_TLS|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_OSSL|HOSTNAME_MISMATCH)/.test(code) || /SSL|TLS|certificate|wrong version number|packet length/i.test(message)) return 'REDIS_TLS';
+  if (tls && code === 'ETIMEDOUT') return 'REDIS_TLS';
   return 'REDIS_UNREACHABLE';
 }
 
@@ -151,10 +157,13 @@ function failureWord(err: unknown): string {
   return first ?? (err as Error)?.name ?? 'error';
 }
 
-export function redisProblem(err: unknown, where: string): MimoProxyError {
-  const kind = classifyRedisFailure(err);
+export function redisProblem(err: unknown, where: string, tls = false): MimoProxyError {
+  const kind = classifyRedisFailure(err, tls);
   const word = failureWord(err);
   if (kind === 'REDIS_AUTH') return new MimoProxyError('REDIS_AUTH', `--store ${where}: Redis refused the credentials (${word})`);
+  if (kind === 'REDIS_TLS' && word === 'ETIMEDOUT') {
+    return new MimoProxyError('REDIS_TLS', `--store ${where}: no TLS handshake within ${CONNECT_TIMEOUT_MS / 1000} s (ETIMEDOUT): a plain (non-TLS) port, or nothing reachable there`);
+  }
   if (kind === 'REDIS_TLS') return new MimoProxyError('REDIS_TLS', `--store ${where}: the TLS connection to Redis failed (${word})`);
   return new MimoProxyError('REDIS_UNREACHABLE', `--store ${where}: Redis does not answer (${word})`);
 }
@@ -178,15 +187,15 @@ export class RedisStore implements SharedStore {
     this.#tls = url.protocol === 'rediss:';
     this.#timeoutMs = options.callTimeoutMs ?? CALL_TIMEOUT_MS;
     const db = url.pathname.replace(/^\/+/, '');
+    const host = url.hostname.replace(/^\[|\]$/g, '');
     this.#client = new Redis({
-      host: url.hostname.replace(/^\[|\]$/g, ''),
+      host,
       port: Number(url.port) || 6379,
       username: url.username ? decodeURIComponent(url.username) : undefined,
       password: url.password ? decodeURIComponent(url.password) : undefined,
       db: db ? Number(db) : 0,
-      ...(this.#tls ? { tls: { servername: url.hostname, secureContext: options.secureContext, rejectUnauthorized: true } } : {}),
+      ...(this.#tls ? { tls: { servername: isIP(host) === 0 ? host : undefined, secureContext: options.secureContext, rejectUnauthorized: true } } : {}),
       connectTimeout: CONNECT_TIMEOUT_MS,
-      commandTimeout: this.#timeoutMs,
       // Nothing waits for a connection: while Redis is away every call fails at once (a miss).
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -224,7 +233,7 @@ export class RedisStore implements SharedStore {
   /** One log line per change of state or of problem (a reconnect loop does not repeat itself). */
   #become(state: SharedStoreState, err: unknown): void {
     if (this.#closed) return;
-    const problem = err === undefined ? (state === 'down' ? this.#problem : undefined) : redisProblem(err, this.#target);
+    const problem = err === undefined ? (state === 'down' ? this.#problem : undefined) : redisProblem(err, this.#target, this.#tls);
     const code = problem instanceof MimoProxyError ? problem.code : problem;
     if (state === this.#state && code === this.#problem) return;
     const wasDown = this.#state === 'down';
@@ -243,17 +252,34 @@ export class RedisStore implements SharedStore {
     return { kind: 'redis', target: this.#target, tls: this.#tls, state: this.#state, problem: this.#state === 'connected' ? undefined : this.#problem };
   }
 
-  /** A call, bounded in time and in number; its latency recorded (the cache counts failures). */
+  /** Calls sent whose reply has not come back (a timed-out call counts until it does, or the connection drops). */
+  get waiting(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * A call, bounded in time and in number; its latency recorded (the cache counts failures).
+   * The timeout is ours, not ioredis' commandTimeout: a timed-out command stays in the client's
+   * queue until its reply comes, so it keeps counting against MAX_IN_FLIGHT until then, and a
+   * stopped server cannot make that queue (or the texts it holds) grow without bound.
+   */
   async #call<T>(run: () => Promise<T>): Promise<T> {
     if (this.#closed || this.#state !== 'connected' || this.#inFlight >= MAX_IN_FLIGHT) {
       throw new Error(this.#closed ? 'closed' : this.#state !== 'connected' ? 'not connected' : 'too many calls waiting');
     }
     this.#inFlight++;
     const started = performance.now();
+    const reply = run().finally(() => this.#inFlight--);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error('Redis call timed out'), { code: 'ETIMEDOUT' })), this.#timeoutMs);
+    });
+    // A reply or failure after the timeout is nobody's business.
+    reply.catch(() => undefined);
     try {
-      return await run();
+      return await Promise.race([reply, late]);
     } finally {
-      this.#inFlight--;
+      clearTimeout(timer);
       this.latency.observe((performance.now() - started) / 1000);
     }
   }

@@ -20,6 +20,8 @@ export interface RedisServerOptions {
   password?: string;
   /** Serve TLS (only) with a certificate for 127.0.0.1 from this CA. */
   tlsCa?: TestCa;
+  /** This port instead of a free one (a server that comes up where a proxy already looks). */
+  port?: number;
 }
 
 export interface RedisServer {
@@ -58,7 +60,7 @@ async function waitForPort(port: number, ms = 5000): Promise<void> {
 }
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mimo-redis-'));
   const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'];
   if (options.password) args.push('--requirepass', options.password);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReasoningCache, fullKey } from '../../src/cache/cache.js';
-import { REDIS_PREFIX, RedisStore, classifyRedisFailure, describeRedisUrl, redisKey } from '../../src/cache/redis.js';
+import { CALL_TIMEOUT_MS, MAX_IN_FLIGHT, REDIS_PREFIX, RedisStore, classifyRedisFailure, describeRedisUrl, redisKey } from '../../src/cache/redis.js';
 import { createLogger } from '../../src/log.js';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 
@@ -112,5 +112,36 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     expect(performance.now() - started).toBeLessThan(20);
     expect(cache.stats().storeReadErrors).toBe(1);
     expect(lines.some((l) => l.includes('reasoning store read failed'))).toBe(true);
+  });
+});
+
+describe.skipIf(!hasRedisServer)('the Redis store with a stopped server (SIGSTOP)', () => {
+  it(`gives up on each call after ${CALL_TIMEOUT_MS} ms, holds at most ${MAX_IN_FLIGHT} calls waiting (the rest fail at once), and drains once resumed`, async () => {
+    const redis = await startRedisServer();
+    const store = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    try {
+      await store.ready();
+      redis.pause();
+      const timings = await Promise.all(
+        Array.from({ length: MAX_IN_FLIGHT + 44 }, async (_, i) => {
+          const t0 = performance.now();
+          const ok = await store.find([`k${i}`]).then(() => true, () => false);
+          return { ok, ms: performance.now() - t0 };
+        }),
+      );
+      expect(timings.every((t) => !t.ok)).toBe(true);
+      const slow = timings.filter((t) => t.ms >= CALL_TIMEOUT_MS - 1);
+      expect(slow).toHaveLength(MAX_IN_FLIGHT);
+      expect(Math.max(...timings.map((t) => t.ms))).toBeLessThan(CALL_TIMEOUT_MS + 100);
+      // Timed out, but still unanswered: they keep their places until Redis replies.
+      expect(store.waiting).toBe(MAX_IN_FLIGHT);
+      redis.resume();
+      await until(() => store.waiting === 0);
+      expect((await store.find(['k1'])).size).toBe(0);
+    } finally {
+      redis.resume();
+      await store.close();
+      await redis.dispose();
+    }
   });
 });
