@@ -8,6 +8,7 @@
  * restarted, wrong password, TLS failure) may fail a request or hold it past
  * the store's bound.
  */
+import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CALL_TIMEOUT_MS } from '../../src/cache/redis.js';
 import { sendMessages, type Turn as AnthropicTurn } from '../support/anthropic-conversation.js';
@@ -16,7 +17,8 @@ import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
 import { freePort } from '../support/net.js';
 import { makeTestCa, type TestCa } from '../support/pki.js';
-import { ConnectAgent } from '../support/proxy-client.js';
+import { parsePrometheus, valueOf } from '../support/prometheus.js';
+import { ConnectAgent, request } from '../support/proxy-client.js';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
@@ -205,6 +207,13 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
     expect(fake.echoes.slice(echoes).some((e) => !e.exact)).toBe(true);
     expect(Math.max(...away.ms)).toBeLessThan(1000);
     expect(p.h.proxy.cache.stats().storeReadErrors + q.h.proxy.cache.stats().storeReadErrors).toBeGreaterThan(0);
+    // A person and a scraper see it too.
+    const page = await request(`${q.h.proxy.url}/`, { agent: new http.Agent(), headers: { accept: 'text/html' } });
+    expect(page.text).toContain(`<tr><th>store</th><td>redis redis://127.0.0.1:${r.port}</td></tr>`);
+    expect(page.text).toContain('<tr><th>store state</th><td>down (REDIS_UNREACHABLE)</td></tr>');
+    const downMetrics = parsePrometheus((await request(`${q.h.proxy.url}/metrics`, { agent: new http.Agent() })).text);
+    expect(valueOf(downMetrics, 'mimo_proxy_store_up', { kind: 'redis' })).toBe(0);
+    expect(valueOf(downMetrics, 'mimo_proxy_store_errors_total', { op: 'read' })).toBe(q.h.proxy.cache.stats().storeReadErrors);
 
     await r.start();
     await until(() => storeState(p) === 'connected' && storeState(q) === 'connected', 5000, 'both reconnected');
@@ -213,6 +222,10 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
     const back = await alternatingChat([p, q], 'sk-after-restart', false);
     expect(back.statuses).toEqual([200, 200, 200, 200]);
     expect(fake.echoes.slice(again).every((e) => e.exact)).toBe(true);
+    const upMetrics = parsePrometheus((await request(`${q.h.proxy.url}/metrics`, { agent: new http.Agent() })).text);
+    expect(valueOf(upMetrics, 'mimo_proxy_store_up', { kind: 'redis' })).toBe(1);
+    expect(valueOf(upMetrics, 'mimo_proxy_store_call_seconds_count', { kind: 'redis' })).toBeGreaterThan(0);
+    expect(valueOf(upMetrics, 'mimo_proxy_cache_hits_total', { level: 'store' })).toBeGreaterThan(0);
   });
 
   it(`paused (SIGSTOP): each store call gives up after ${CALL_TIMEOUT_MS} ms, a burst of misses all answer 200; resumed (SIGCONT): used again`, async () => {
