@@ -203,14 +203,17 @@ export class ReasoningCache {
   }
 
   /**
-   * Loads into memory what the shared store holds for `keys` (those memory neither holds nor
-   * knows as conflicted), in one call bounded by the store's timeout. Resolves with how many
-   * keys it found (texts or conflicts), 0 when the store failed (counted, warned): never rejects.
+   * Asks the shared store about `keys` (all but those memory knows as conflicted), in one call
+   * bounded by the store's timeout, and brings memory up to date: a text memory lacks is loaded
+   * (for what is left of its stored lifetime); a key the store knows as conflicted, or under
+   * another text than memory's (another instance learned it since), becomes conflicted here too.
+   * Resolves with how many keys changed in memory; 0 when the store failed (counted, warned).
+   * Never rejects.
    */
   async prefetch(scope: string, keys: readonly string[]): Promise<number> {
     const shared = this.#shared;
     if (shared === undefined) return 0;
-    const wanted = [...new Set(keys.map((key) => fullKey(scope, key)))].filter((full) => !this.#conflicts.has(full) && this.#textOf(full) === undefined);
+    const wanted = [...new Set(keys.map((key) => fullKey(scope, key)))].filter((full) => !this.#conflicts.has(full));
     if (wanted.length === 0) return 0;
     let found: Map<string, StoredReasoning | 'conflicted'>;
     try {
@@ -221,21 +224,20 @@ export class ReasoningCache {
     }
     const now = this.#now();
     if (this.#prefetched.size > PREFETCHED_MAX) this.#prefetched.clear();
+    let changed = 0;
     for (const [full, value] of found) {
-      if (value === 'conflicted') {
-        this.#markConflicted(full);
-        continue;
-      }
-      // A key learned here meanwhile (another request's answer) keeps what memory has.
+      if (this.#conflicts.has(full)) continue;
       const known = this.#textOf(full);
-      if (known !== undefined) {
-        if (!sameReasoning(known, value.reasoning)) this.#markConflicted(full);
-        continue;
+      if (value === 'conflicted' || (known !== undefined && !sameReasoning(known, value.reasoning))) {
+        this.#markConflicted(full);
+        changed++;
+      } else if (known === undefined) {
+        this.#rememberInMemory(scope, [full], value.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(value.expiresAt - now))));
+        this.#prefetched.add(full);
+        changed++;
       }
-      this.#rememberInMemory(scope, [full], value.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(value.expiresAt - now))));
-      this.#prefetched.add(full);
     }
-    return found.size;
+    return changed;
   }
 
   remember(scope: string, keys: readonly string[], reasoning: string): void {

@@ -41,8 +41,12 @@ import type { StoredReasoning } from './store.js';
 export const REDIS_PREFIX = 'mimo-proxy:v1:';
 /** A store call that takes longer is a miss (read) or an entry kept in memory only (write). */
 export const CALL_TIMEOUT_MS = 50;
-/** Calls waiting for replies at once; past this (a stopped server that keeps its socket), calls fail at once. */
-export const MAX_IN_FLIGHT = 256;
+/**
+ * Calls waiting for replies at once; past this (a stopped server that keeps its socket, or a
+ * burst of learning faster than Redis answers), calls fail at once: a read is a miss, a write
+ * stays in memory only. 1024 writes of 10 KB texts hold 10 MB at most.
+ */
+export const MAX_IN_FLIGHT = 1024;
 /** Reconnect backoff: 100 ms doubling, capped, so a server that comes back is used again within this. */
 export const MAX_BACKOFF_MS = 2_000;
 /** How long startup waits to know whether Redis answers (it serves on either way). */

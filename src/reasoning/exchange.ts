@@ -12,11 +12,12 @@
  * traffic: anything it cannot improve goes upstream as the client sent it.
  *
  * With a shared store (cache/redis.ts), whose reads are asynchronous, the
- * first rewrite looks up memory only and records the keys it missed; those
- * are asked of the store in one call (bounded by the store's timeout), and
- * when it knew any the body is rewritten once more, from memory again. One
- * round is enough: a turn that missed was asked under all its keys, and the
- * keys a turn is looked up under do not depend on other turns' reasoning.
+ * first rewrite looks up memory only and records the keys memory did not
+ * answer first-hand (missProbe); those are asked of the store in one call
+ * (bounded by the store's timeout), and when that changed memory the body is
+ * rewritten once more, from memory again. One round is enough: a turn that
+ * missed was asked under all its keys, and the keys a turn is looked up under
+ * do not depend on other turns' reasoning.
  */
 import type http from 'node:http';
 import type { Degrade, ProxyConfig } from '../config.js';
@@ -37,7 +38,7 @@ export interface ReasoningMemory {
   remember(scope: string, keys: readonly string[], reasoning: string): void;
   /** True when a store exists that lookups cannot read synchronously (prefetch reads it). */
   readonly shared?: boolean;
-  /** Loads what the shared store holds for `keys` into memory; how many it found. Never rejects. */
+  /** Brings memory up to date with the shared store for `keys`; how many keys changed. Never rejects. */
   prefetch?(scope: string, keys: readonly string[]): Promise<number>;
   /** Counts lookups made with `count: false`. */
   tally?(hits: number, misses: number): void;
@@ -46,7 +47,12 @@ export interface ReasoningMemory {
 /** At most this many missed keys are asked of a shared store per request (the rest stay misses). */
 export const MAX_PREFETCH_KEYS = 2048;
 
-/** A lookup that counts nothing and records every key asked for by the lookups that found nothing. */
+/**
+ * A lookup that counts nothing and records the keys to ask the shared store about: every key
+ * of a lookup that memory did not answer on its first (most specific) key. A lookup answered
+ * by a later key is asked about too: another instance may have learned the earlier key, or
+ * found the later one conflicted, since this memory learned it.
+ */
 function missProbe(memory: ReasoningMemory, scope: string): { lookup: ReasoningLookup; missed: string[]; hits: number; misses: number } {
   const probe = {
     missed: [] as string[],
@@ -56,10 +62,8 @@ function missProbe(memory: ReasoningMemory, scope: string): { lookup: ReasoningL
       const asked: string[] = [];
       const found = memory.lookup(scope, recorded(keys, asked), false);
       if (found !== undefined) probe.hits++;
-      else {
-        probe.misses++;
-        for (const key of asked) if (probe.missed.length < MAX_PREFETCH_KEYS) probe.missed.push(key);
-      }
+      else probe.misses++;
+      if (found === undefined || asked.length > 1) for (const key of asked) if (probe.missed.length < MAX_PREFETCH_KEYS) probe.missed.push(key);
       return found;
     }) as ReasoningLookup,
   };

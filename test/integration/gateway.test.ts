@@ -10,7 +10,12 @@
  */
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CALL_TIMEOUT_MS } from '../../src/cache/redis.js';
+import { ReasoningCache } from '../../src/cache/cache.js';
+import { CALL_TIMEOUT_MS, RedisStore } from '../../src/cache/redis.js';
+import { chatContextForm, chatTurnIdentity } from '../../src/chat/fingerprint.js';
+import { createLogger } from '../../src/log.js';
+import { ContextWindows, learnKeys } from '../../src/reasoning/match.js';
+import { credentialScope } from '../../src/reasoning/scope.js';
 import { sendMessages, type Turn as AnthropicTurn } from '../support/anthropic-conversation.js';
 import { sendChat, type ChatMessage } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
@@ -134,6 +139,47 @@ describe.skipIf(!hasRedisServer)('two proxies sharing one Redis', () => {
     expect(a.h.proxy.cache.stats().storeHits).toBeGreaterThan(0);
     expect(b.h.proxy.cache.stats().storeHits).toBeGreaterThan(0);
     expect(a.h.proxy.status().store).toMatchObject({ kind: 'redis', state: 'connected' });
+  });
+
+  it('never puts back a text another instance has since found conflicted: the more specific key wins, a conflicted one degrades', async () => {
+    // "Another instance" is a cache on its own Redis connection, learning as a proxy learns.
+    const otherStore = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    await otherStore.ready();
+    const other = new ReasoningCache({ limits: { maxEntries: 1000, maxBytes: 1 << 24, ttlMs: 60_000 }, shared: otherStore });
+    const scope = credentialScope({ authorization: 'Bearer sk-twins' });
+    // Two conversations whose turn and context are the same; only the call ids MiMo issued differ.
+    const turn = (id: string): ChatMessage[] => [
+      { role: 'user', content: '同一个问题' },
+      { role: 'assistant', content: '', tool_calls: [{ id, type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] },
+      { role: 'tool', tool_call_id: id, content: 'x' },
+    ];
+    const learn = async (id: string, reasoning: string): Promise<void> => {
+      const messages = turn(id);
+      const identity = chatTurnIdentity(messages[1] as never)!;
+      other.remember(scope, learnKeys({ identity, reasoning, context: new ContextWindows(messages, chatContextForm).before(1), upstreamIds: true }), reasoning);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    const sent = async (id: string): Promise<unknown> => {
+      const before = fake.requests.length;
+      const res = await sendChat({ url: CHAT, agent: a.agent, ca: a.h.proxy.ca.caPem, key: 'sk-twins', stream: false }, turn(id));
+      expect(res.response.status).toBe(200);
+      return fake.requests[before]!.json.messages[1].reasoning_content;
+    };
+    try {
+      fake.options.rejectPlaceholders = false;
+      await learn('call_twin_1', 'reasoning of conversation one');
+      expect(await sent('call_twin_1')).toBe('reasoning of conversation one');
+      // Now a proxy learns the second conversation: the shared context key becomes conflicted.
+      await learn('call_twin_2', 'reasoning of conversation two');
+      expect(await sent('call_twin_2')).toBe('reasoning of conversation two');
+      // A client that renumbered the ids is left with the context key alone: conflicted, so a placeholder.
+      const renumbered = await sent('call_twin_renumbered');
+      expect(renumbered).not.toBe('reasoning of conversation one');
+      expect(renumbered).not.toBe('reasoning of conversation two');
+    } finally {
+      fake.options.rejectPlaceholders = true;
+      await other.close();
+    }
   });
 
   it('keeps API keys and message text out of Redis: only prefixed hashes as keys', () => {
