@@ -327,9 +327,10 @@ export class Exchange {
   }
 
   /**
-   * After a first rewrite from memory alone: when it missed, ask the shared store for those
-   * keys and, when it knew any, rewrite again (`again`); otherwise the first outcome stands
-   * and its lookups are counted. Never rejects (prefetch does not, the rewrites do not).
+   * After a first rewrite from memory alone: when the probe recorded keys, ask the shared store
+   * about them and, when that changed memory, rewrite again (`again`); otherwise the first
+   * outcome stands and its lookups are counted. Never rejects (prefetch does not, the rewrites
+   * do not).
    */
   private withShared(probe: ReturnType<typeof missProbe>, first: RewriteOutcome, again: () => RewriteOutcome | Promise<RewriteOutcome>): RewriteOutcome | Promise<RewriteOutcome> {
     const cache = this.options.cache;
@@ -338,7 +339,7 @@ export class Exchange {
       return first;
     };
     if (probe.missed.length === 0 || first.kind === 'skipped' || cache.prefetch === undefined) return stands();
-    return cache.prefetch(this.scope, probe.missed).then((found) => (found === 0 || this.done ? stands() : again()));
+    return cache.prefetch(this.scope, probe.missed).then((changed) => (changed === 0 || this.done ? stands() : again()));
   }
 
   private applyFirst(body: Buffer, outcome: RewriteOutcome): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
