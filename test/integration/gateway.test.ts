@@ -9,6 +9,7 @@
  * the store's bound.
  */
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ReasoningCache } from '../../src/cache/cache.js';
 import { CALL_TIMEOUT_MS, RedisStore } from '../../src/cache/redis.js';
@@ -324,6 +325,28 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
     // The right password works.
     const ok = await instance(['--store', `redis://:right-secret@127.0.0.1:${r.port}`]);
     expect(storeState(ok)).toBe('connected');
+  });
+
+  it('a server that is not Redis (it answers garbage, then hangs up): requests 200, the proxy serves on from memory', async () => {
+    const sockets = new Set<net.Socket>();
+    const impostor = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('data', () => socket.write(Buffer.from('*9\r\n$-7\r\n\x00\xff garbage :not-a-number\r\n+OK\r\n')));
+      setTimeout(() => socket.destroy(), 200).unref();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (impostor.address() as net.AddressInfo).port;
+      const p = await instance(['--store', `redis://127.0.0.1:${port}`]);
+      const run = await alternatingChat([p], 'sk-impostor', true);
+      expect(run.statuses).toEqual([200, 200, 200, 200]);
+      expect(storeState(p)).not.toBe('connected');
+      expect((await request(`${p.h.proxy.url}/health`, { agent: new http.Agent() })).status).toBe(200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => impostor.close(resolve));
+    }
   });
 
   it('TLS: rediss:// to a plain port and to an untrusted certificate fail with REDIS_TLS; a trusted one (--upstream-ca) connects', async () => {
