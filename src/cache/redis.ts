@@ -169,6 +169,11 @@ export function redisProblem(err: unknown, where: string, tls = false): MimoProx
     return new MimoProxyError('REDIS_TLS', `--store ${where}: no TLS handshake within ${CONNECT_TIMEOUT_MS / 1000} s (ETIMEDOUT): a plain (non-TLS) port, or nothing reachable there`);
   }
   if (kind === 'REDIS_TLS') return new MimoProxyError('REDIS_TLS', `--store ${where}: the TLS connection to Redis failed (${word})`);
+  const message = (err as Error | null)?.message ?? '';
+  if (/^ERR /.test(message)) {
+    // A Redis error reply while connecting (say a /DB past the server's `databases`): its own words, which carry no secret.
+    return new MimoProxyError('REDIS_UNREACHABLE', `--store ${where}: Redis refused the connection (${message.slice(0, 80).replace(/[^\x20-\x7e]/g, '?')})`, 'check the /DB number and the server\'s settings; pass --store redis://HOST:PORT/DB with a database it has');
+  }
   return new MimoProxyError('REDIS_UNREACHABLE', `--store ${where}: Redis does not answer (${word})`);
 }
 

@@ -327,6 +327,13 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
     expect(storeState(ok)).toBe('connected');
   });
 
+  it('a database the server does not have: a warning in its own words, naming --store; requests 200', async () => {
+    const r = await server();
+    const p = await instance(['--store', `${r.url}/999`]);
+    await until(() => p.h.logLines.some((l) => l.includes('code=REDIS_UNREACHABLE') && l.includes('DB index is out of range') && l.includes('/999')), 3000, 'warned');
+    expect((await alternatingChat([p], 'sk-db', false)).statuses.every((s) => s === 200)).toBe(true);
+  });
+
   it('a server that is not Redis (it answers garbage, then hangs up): requests 200, the proxy serves on from memory', async () => {
     const sockets = new Set<net.Socket>();
     const impostor = net.createServer((socket) => {
