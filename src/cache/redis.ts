@@ -209,13 +209,16 @@ export class RedisStore implements SharedStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 10), MAX_BACKOFF_MS),
+      // 100 ms, 200 ms, ... capped: `times` counts attempts from 1.
+      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 10), MAX_BACKOFF_MS),
       lazyConnect: false,
     });
     this.#client.defineCommand('mimoFind', { lua: FIND_SCRIPT });
     this.#client.defineCommand('mimoPut', { lua: PUT_SCRIPT });
     this.#client.on('ready', () => this.#become('connected', undefined));
     this.#client.on('error', (err: unknown) => this.#become('down', err));
+    // A server that closes cleanly (a stop, a restart) sends no error: the close says it.
+    this.#client.on('close', () => this.#become('down', undefined));
     this.#client.on('end', () => this.#become('down', undefined));
   }
 

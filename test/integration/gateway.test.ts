@@ -246,7 +246,9 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
     expect(first.statuses.every((s) => s === 200)).toBe(true);
 
     await r.stop();
-    await until(() => storeState(p) === 'down' && storeState(q) === 'down', 3000, 'both see it down');
+    // The close first, then the refused reconnect (100 ms later) names the problem.
+    const refused = (i: Instance): boolean => i.h.proxy.status().store.problem === 'REDIS_UNREACHABLE';
+    await until(() => storeState(p) === 'down' && storeState(q) === 'down' && refused(p) && refused(q), 3000, 'both see it down');
     const echoes = fake.echoes.length;
     const away = await alternatingChat([p, q], 'sk-while-away', true);
     expect(away.statuses.every((s) => s === 200)).toBe(true);
