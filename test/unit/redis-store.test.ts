@@ -132,7 +132,8 @@ describe.skipIf(!hasRedisServer)('the Redis store with a stopped server (SIGSTOP
       expect(timings.every((t) => !t.ok)).toBe(true);
       const slow = timings.filter((t) => t.ms >= CALL_TIMEOUT_MS - 1);
       expect(slow).toHaveLength(MAX_IN_FLIGHT);
-      expect(Math.max(...timings.map((t) => t.ms))).toBeLessThan(CALL_TIMEOUT_MS + 100);
+      // (Generous: 1,068 calls are made in one go on a machine that may be busy.)
+      expect(Math.max(...timings.map((t) => t.ms))).toBeLessThan(CALL_TIMEOUT_MS + 500);
       // Timed out, but still unanswered: they keep their places until Redis replies.
       expect(store.waiting).toBe(MAX_IN_FLIGHT);
       redis.resume();
