@@ -16,10 +16,14 @@ import { Worker } from 'node:worker_threads';
 import type { ProbeInput, ProbeResult } from './probe.js';
 import { startFakeMimo, type FakeMimo } from '../test/support/fake-mimo.js';
 import { ConnectAgent } from '../test/support/proxy-client.js';
-import { ReasoningCache } from '../src/cache/cache.js';
+import { ReasoningCache, fullKey } from '../src/cache/cache.js';
 import { rewriteChatRequest } from '../src/chat/rewrite.js';
 import { chatContextForm, chatTurnIdentity } from '../src/chat/fingerprint.js';
 import { ContextWindows, learnKeys } from '../src/reasoning/match.js';
+import { RedisStore } from '../src/cache/redis.js';
+import { createLogger } from '../src/log.js';
+import { credentialScope } from '../src/reasoning/scope.js';
+import { hasRedisServer, startRedisServer } from '../test/support/redis-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -53,9 +57,9 @@ interface ProxyProcess {
  * reaches the fake upstream is added (--port 0, --certs, --connect-to, --upstream-ca).
  * Its log (stderr) is read; warnings and errors are passed on.
  */
-async function spawnProxy(fake: FakeMimo, certsDir: string): Promise<ProxyProcess> {
+async function spawnProxy(fake: FakeMimo, certsDir: string, extra: string[] = []): Promise<ProxyProcess> {
   const child = spawn(process.execPath, [CLI, 'start', '--port', '0', '--certs', certsDir,
-    '--connect-to', `:443:127.0.0.1:${fake.port}`, '--upstream-ca', fake.ca.certPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--connect-to', `:443:127.0.0.1:${fake.port}`, '--upstream-ca', fake.ca.certPath, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let errTail = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {
@@ -323,7 +327,146 @@ async function probed<T>(input: ProbeInput, during: () => Promise<T>): Promise<[
 
 // ---------------------------------------------------------------- the run
 
+type Row = (measure: string, figure: string, baseline: string, target?: string, met?: boolean) => void;
+
+/** A forgetful chat request whose one tool-call turn (call id `id`) lacks its reasoning. */
+function turnBody(id: string): { body: string; messages: unknown[] } {
+  const messages: unknown[] = [
+    { role: 'user', content: 'bench' },
+    { role: 'assistant', content: '', tool_calls: [{ id, type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] },
+    { role: 'tool', tool_call_id: id, content: 'x' },
+  ];
+  return { body: JSON.stringify({ model: 'mimo-v2.6-pro', stream: true, messages }), messages };
+}
+
+/**
+ * The team gateway rows (a Redis --store), when redis-server is on PATH: a store hit in process
+ * (memory vs a Redis round trip), and through the shipped command, the added warm TTFB with
+ * Redis against SQLite (every reply written through), and for a turn only Redis knows (learned
+ * by another instance) against the same turn found in memory.
+ */
+async function gatewayRows(fake: FakeMimo, certsDir: string, row: Row, results: Record<string, unknown>): Promise<void> {
+  if (!hasRedisServer) {
+    row('team gateway (Redis store)', 'skipped: no redis-server', '');
+    results.gateway = 'skipped: no redis-server';
+    return;
+  }
+  const redis = await startRedisServer();
+  try {
+    // a. In process: a lookup answered by memory, and one answered by Redis (prefetch, then memory).
+    const limits = { maxEntries: 100_000, maxBytes: 512 * MiB, ttlMs: 3_600_000 };
+    const writer = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    await writer.ready();
+    const memory = new ReasoningCache({ limits });
+    const text = '先读文件，再决定下一步。'.repeat(40);
+    const N = 2000;
+    // One text per key (a text is held once, with at most 256 keys).
+    const textOf = (i: number): string => `${text} ${i}`;
+    for (let i = 0; i < N; i++) {
+      // Awaited one by one: a loaded machine may not answer a burst within the 50 ms bound.
+      await writer.put([fullKey('k:bench', `t:${i}`)], textOf(i), limits.ttlMs);
+      memory.remember('k:bench', [`t:${i}`], textOf(i));
+    }
+    const memoryTimes: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      if (memory.lookup('k:bench', [`t:${i}`]) !== textOf(i)) throw new Error('the store-hit benchmark expected a memory hit');
+      memoryTimes.push(performance.now() - t0);
+    }
+    const reader = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    await reader.ready();
+    const readerCache = new ReasoningCache({ limits, shared: reader });
+    const redisTimes: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      await readerCache.prefetch('k:bench', [`t:${i}`]);
+      if (readerCache.lookup('k:bench', [`t:${i}`]) !== textOf(i)) throw new Error('the store-hit benchmark expected a Redis hit');
+      redisTimes.push(performance.now() - t0);
+    }
+    await Promise.all([writer.close(), readerCache.close()]);
+    row('store hit, in process: memory / Redis (one round trip, loopback)', `${round(quantile(memoryTimes, 0.5) * 1000, 1)} us / ${round(quantile(redisTimes, 0.5) * 1000, 1)} us p50 (Redis p99 ${round(quantile(redisTimes, 0.99) * 1000, 1)} us)`, `${Buffer.byteLength(text)} B text`);
+
+    // b. Through the shipped command: warm TTFB of short streams, SQLite (default) vs Redis, alternating rounds.
+    const sqliteProxy = await spawnProxy(fake, path.join(certsDir, 'gateway-sqlite'));
+    const redisProxy = await spawnProxy(fake, path.join(certsDir, 'gateway-redis'), ['--store', redis.url]);
+    const via = (p: ProxyProcess): Target => ({ name: 'mitm', agent: () => new ConnectAgent({ host: '127.0.0.1', port: p.port }), url: 'https://api.xiaomimimo.com/v1/chat/completions', ca: p.caPem });
+    await sequential(via(sqliteProxy), 50, false);
+    await sequential(via(redisProxy), 50, false);
+    const ttfb: Record<string, number[]> = { sqlite: [], redis: [] };
+    for (let r = 0; r < 3; r++) {
+      ttfb.sqlite!.push(...(await sequential(via(sqliteProxy), 200, false)));
+      ttfb.redis!.push(...(await sequential(via(redisProxy), 200, false)));
+    }
+    const addedLearn = median(ttfb.redis!) - median(ttfb.sqlite!);
+    row('short streams: added TTFB p50 warm with a Redis --store vs SQLite (every reply written through)', `${round(addedLearn, 3)} ms`, `SQLite p50 ${round(median(ttfb.sqlite!), 3)} ms`, '<= 0.3 ms', addedLearn <= 0.3);
+
+    // c. A turn only Redis knows (another instance learned it) vs the same kind of turn in memory.
+    const scope = credentialScope({ authorization: `Bearer ${KEY}` });
+    const seeder = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    await seeder.ready();
+    const seed = new ReasoningCache({ limits, shared: seeder });
+    // Its first write also loads the script into Redis: done before the timed loop.
+    seed.remember(scope, ['warm-up'], text);
+    await sleep(50);
+    const agent = new ConnectAgent({ host: '127.0.0.1', port: redisProxy.port });
+    const remote: number[] = [];
+    const local: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const { body, messages } = turnBody(`call_gw_${Date.now()}_${i}`);
+      const identity = chatTurnIdentity(messages[1] as never);
+      if (!identity) throw new Error('the gateway benchmark built a turn without an identity');
+      const windows = new ContextWindows(messages, chatContextForm);
+      seed.remember(scope, learnKeys({ identity, reasoning: textOf(i), context: windows.before(1), upstreamIds: true }), textOf(i));
+      await sleep(2);
+      remote.push((await chat(via(redisProxy), agent, body)).ttfb);
+      // The proxy has it in memory now: the same request again is a memory hit.
+      local.push((await chat(via(redisProxy), agent, body)).ttfb);
+    }
+    agent.destroy();
+    await seed.close();
+    // Each first request must have been answered from Redis, not degraded.
+    const health = await new Promise<{ counters: { placeholders: number; injected: number }; cache: { storeHits: number } }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: redisProxy.port, path: '/health' }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(JSON.parse(text)));
+      }).on('error', reject);
+    });
+    if (health.counters.placeholders !== 0 || health.cache.storeHits < remote.length) throw new Error(`the gateway benchmark expected every first request answered from Redis (placeholders ${health.counters.placeholders}, store hits ${health.cache.storeHits})`);
+    const addedRead = median(remote) - median(local);
+    row('a turn only Redis knows (learned by another instance): added TTFB p50 vs a memory hit', `${round(addedRead, 3)} ms`, `memory hit p50 ${round(median(local), 3)} ms`);
+    results.gateway = {
+      storeHitUs: { memoryP50: round(quantile(memoryTimes, 0.5) * 1000, 2), redisP50: round(quantile(redisTimes, 0.5) * 1000, 2), redisP99: round(quantile(redisTimes, 0.99) * 1000, 2) },
+      ttfbWarmMs: { sqlite: round(median(ttfb.sqlite!), 4), redis: round(median(ttfb.redis!), 4), added: round(addedLearn, 4) },
+      redisOnlyTurnMs: { remote: round(median(remote), 4), memory: round(median(local), 4), added: round(addedRead, 4) },
+      redisKeys: Number(redis.cli(['DBSIZE'])),
+    };
+    await sqliteProxy.stop();
+    await redisProxy.stop();
+  } finally {
+    await redis.dispose();
+  }
+}
+
+/** `BENCH_ONLY=gateway`: the team gateway rows alone (a quick check; nothing saved). */
+async function gatewayOnly(): Promise<void> {
+  const fake = await startFakeMimo({ toolRounds: 0, answerChunks: 2, reasoningChunks: 2, chunkDelayMs: 0, record: false });
+  const certsDir = mkdtempSync(path.join(os.tmpdir(), 'mimo-bench-'));
+  const rows: string[][] = [];
+  const results: Record<string, unknown> = {};
+  try {
+    await gatewayRows(fake, certsDir, (m, f, b, t = '', met) => void rows.push([m, f, b, t, met === undefined ? '' : met ? 'yes' : 'NO']), results);
+  } finally {
+    for (const p of spawned) await p.stop();
+    await fake.close();
+    rmSync(certsDir, { recursive: true, force: true });
+  }
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  console.log(JSON.stringify(results.gateway));
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_ONLY === 'gateway') return gatewayOnly();
   const began = performance.now();
   // Short streams: 6 chunks (role, 2 reasoning, 2 content, finish) and [DONE].
   const SHORT = { answerChunks: 2, reasoningChunks: 2, chunkDelayMs: 0 };
@@ -582,6 +725,9 @@ async function main(): Promise<void> {
     row(`${mb} MB body rewritten, 1 / 8 at once: proxy peak RSS`, `${oneProbe.rssPeakMiB} / ${eightProbe.rssPeakMiB} MiB (VmHWM ${bigPeak})`, `idle: ${idleRss} MiB`);
     row(`${mb} MB body rewritten, 1 / 8 at once: answers, slowest`, `${statusText(oneSent.statuses)} in ${Math.max(...oneSent.ms)} ms / ${statusText(eightSent.statuses)} in ${Math.max(...eightSent.ms)} ms`, '');
     results.largeBodies = { bytes: big.length, idleRssMiB: idleRss, vmHwmMiB: bigPeak, idle: idleProbe, one: { probe: oneProbe, ...oneSent }, eight: { probe: eightProbe, ...eightSent }, directEight: directProbe };
+
+    // 8. The team gateway: a Redis --store (skipped without redis-server).
+    await gatewayRows(fake, certsDir, row, results);
   } finally {
     for (const p of spawned) await p.stop();
     await fake.close();

@@ -32,6 +32,10 @@ export interface ProxyConfig {
   cacheMaxBytes: number;
   cacheTtlMs: number;
   persist: boolean;
+  /** --store: a redis:// or rediss:// URL shared by several proxies; undefined: SQLite in dataDir (or memory only). */
+  store: URL | undefined;
+  /** With --auth, /metrics is open anyway (--metrics-open). */
+  metricsOpen: boolean;
   /** `USER:PASS` required as Proxy-Authorization (Basic); required for a non-loopback --host. */
   auth: string | undefined;
 }

@@ -97,6 +97,18 @@ export const ERRORS = {
     meaning: 'the reasoning store cannot be opened',
     fix: 'pass --data DIR with a directory you own, or --no-persist',
   },
+  REDIS_UNREACHABLE: {
+    meaning: 'the Redis (or Valkey) server of --store does not answer; the running proxy serves from memory and reconnects',
+    fix: 'start the server, or pass --store redis://HOST:PORT with the address where it listens',
+  },
+  REDIS_AUTH: {
+    meaning: 'the Redis server of --store refused the credentials; the running proxy serves from memory and retries',
+    fix: 'pass --store redis://USER:PASS@HOST:PORT with the password (requirepass) or ACL user the server expects',
+  },
+  REDIS_TLS: {
+    meaning: 'the TLS connection to the Redis server of --store failed (a plain port, or a certificate this machine does not trust); the running proxy serves from memory and retries',
+    fix: 'use rediss:// only for a TLS port, and trust its CA with --upstream-ca FILE or NODE_EXTRA_CA_CERTS',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Every code a MimoProxyError can carry: the keys of ERRORS. */

@@ -18,6 +18,12 @@
  * finds conflicted (another process may have written meanwhile) it reports
  * back here, and memory marks those keys too.
  *
+ * A shared store (redis.ts) cannot be read synchronously: lookups answer
+ * from memory only, and prefetch() loads what the shared store holds for keys
+ * memory missed (exchange.ts calls it between two rewrites of one body). Its
+ * writes go through at once, off the request's path; the conflicts it reports
+ * mark memory as the SQLite store's do.
+ *
  * One memory entry = one reasoning text in one scope, held once, with the
  * keys that lead to it; a side index maps each full key to its entry. So a
  * reply with five tool calls costs its text once, not five times. Entry size
@@ -30,7 +36,9 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { silentLogger, type Logger } from '../log.js';
+import { Histogram, STORE_BUCKETS } from '../stats.js';
 import { assertCheckedLimits, type CacheLimits } from './limits.js';
+import type { SharedStore, SharedStoreStatus } from './redis.js';
 import { describeFailure, sameReasoning, type ExpiringReasoningStore, type ReasoningStore, type StoredReasoning, type WriteBehindReasoningStore } from './store.js';
 
 export { DEFAULT_CACHE_LIMITS, validateCacheLimits, type CacheLimits } from './limits.js';
@@ -45,13 +53,21 @@ export interface CacheStats {
   /** The part of `hits` answered by the store after a memory miss. */
   storeHits: number;
   persisted: boolean;
-  /** Texts and UTF-8 bytes in the store (0 when not persisted). */
+  /** Texts and UTF-8 bytes in the store (0 when not persisted, or when the store is shared). */
   storeEntries: number;
   storeBytes: number;
+  /** Store calls that failed (each one a miss, or an entry kept in memory only). */
+  storeReadErrors: number;
+  storeWriteErrors: number;
 }
+
+/** Where the cache keeps what memory drops, for the status page and /metrics. */
+export type StoreStatus = { kind: 'memory' } | { kind: 'sqlite'; path: string } | SharedStoreStatus;
 
 /** A key may move between texts; at most this many keys stay with one text (newest kept). */
 const MAX_KEYS_PER_ENTRY = 256;
+/** prefetch() remembers at most this many keys to count their first hit as a store hit. */
+const PREFETCHED_MAX = 10_000;
 /** Store failures are reported here, for reads and writes alike: one warning a minute, the rest counted. */
 const WARN_INTERVAL_MS = 60_000;
 
@@ -85,6 +101,13 @@ export class ReasoningCache {
   /** Full key -> entry key. Bounded: only keys held by live entries (the dispose hook removes the rest). */
   readonly #index = new Map<string, string>();
   readonly #store: ReasoningStore | undefined;
+  readonly #shared: SharedStore | undefined;
+  /** SQLite reads (the shared store times its own calls). */
+  readonly #storeLatency = new Histogram(STORE_BUCKETS);
+  /** Keys prefetch() put in memory whose first hit counts as a store hit (bounded: cleared past PREFETCHED_MAX). */
+  readonly #prefetched = new Set<string>();
+  #storeReadErrors = 0;
+  #storeWriteErrors = 0;
   readonly #limits: CacheLimits;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -97,10 +120,11 @@ export class ReasoningCache {
   #warningsHeldBack = 0;
 
   /** `limits` as validateCacheLimits passed them (at startup). */
-  constructor(options: { limits: CacheLimits; store?: ReasoningStore | undefined; log?: Logger; now?: () => number }) {
+  constructor(options: { limits: CacheLimits; store?: ReasoningStore | undefined; shared?: SharedStore | undefined; log?: Logger; now?: () => number }) {
     assertCheckedLimits(options.limits);
     this.#limits = { ...options.limits };
     this.#store = options.store;
+    this.#shared = options.shared;
     this.#log = options.log ?? silentLogger;
     this.#now = options.now ?? Date.now;
     this.#lru = new LRUCache<string, Entry>({
@@ -133,15 +157,22 @@ export class ReasoningCache {
     }
   }
 
-  /** The reasoning under the first of `keys` that has one: each key in memory, then in the store. */
-  lookup(scope: string, keys: Iterable<string>): string | undefined {
+  /**
+   * The reasoning under the first of `keys` that has one: each key in memory, then in the
+   * SQLite store (a shared store is read by prefetch, before). `count: false` leaves the
+   * hit and miss counters alone (a first pass whose outcome tally() reports, or not).
+   */
+  lookup(scope: string, keys: Iterable<string>, count = true): string | undefined {
     for (const key of keys) {
       const full = fullKey(scope, key);
       if (this.#conflicts.has(full)) continue;
       const entryKey = this.#index.get(full);
       const entry = entryKey === undefined ? undefined : this.#lru.get(entryKey);
       if (entry !== undefined) {
-        this.#hits++;
+        if (count) {
+          this.#hits++;
+          if (this.#prefetched.delete(full)) this.#storeHits++;
+        }
         return entry.reasoning;
       }
       if (this.#store === undefined) continue;
@@ -150,12 +181,63 @@ export class ReasoningCache {
       if (found === undefined) continue;
       // Back in memory for what is left of its stored lifetime, not a fresh one.
       this.#rememberInMemory(scope, [full], found.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(found.expiresAt - now))));
-      this.#hits++;
-      this.#storeHits++;
+      if (count) {
+        this.#hits++;
+        this.#storeHits++;
+      }
       return found.reasoning;
     }
-    this.#misses++;
+    if (count) this.#misses++;
     return undefined;
+  }
+
+  /** Counts lookups made with `count: false` whose outcome stands. */
+  tally(hits: number, misses: number): void {
+    this.#hits += hits;
+    this.#misses += misses;
+  }
+
+  /** Whether prefetch() can find anything memory does not hold. */
+  get shared(): boolean {
+    return this.#shared !== undefined;
+  }
+
+  /**
+   * Asks the shared store about `keys` (all but those memory knows as conflicted), in one call
+   * bounded by the store's timeout, and brings memory up to date: a text memory lacks is loaded
+   * (for what is left of its stored lifetime); a key the store knows as conflicted, or under
+   * another text than memory's (another instance learned it since), becomes conflicted here too.
+   * Resolves with how many keys changed in memory; 0 when the store failed (counted, warned).
+   * Never rejects.
+   */
+  async prefetch(scope: string, keys: readonly string[]): Promise<number> {
+    const shared = this.#shared;
+    if (shared === undefined) return 0;
+    const wanted = [...new Set(keys.map((key) => fullKey(scope, key)))].filter((full) => !this.#conflicts.has(full));
+    if (wanted.length === 0) return 0;
+    let found: Map<string, StoredReasoning | 'conflicted'>;
+    try {
+      found = await shared.find(wanted);
+    } catch (err) {
+      this.#warn('read', err);
+      return 0;
+    }
+    const now = this.#now();
+    if (this.#prefetched.size > PREFETCHED_MAX) this.#prefetched.clear();
+    let changed = 0;
+    for (const [full, value] of found) {
+      if (this.#conflicts.has(full)) continue;
+      const known = this.#textOf(full);
+      if (value === 'conflicted' || (known !== undefined && !sameReasoning(known, value.reasoning))) {
+        this.#markConflicted(full);
+        changed++;
+      } else if (known === undefined) {
+        this.#rememberInMemory(scope, [full], value.reasoning, Math.max(1, Math.min(this.#limits.ttlMs, Math.ceil(value.expiresAt - now))));
+        this.#prefetched.add(full);
+        changed++;
+      }
+    }
+    return changed;
   }
 
   remember(scope: string, keys: readonly string[], reasoning: string): void {
@@ -180,6 +262,16 @@ export class ReasoningCache {
       } catch (err) {
         this.#warn('write', err);
       }
+    }
+    if (this.#shared !== undefined) {
+      // Through to the shared store now, off the request's path; what it finds conflicted
+      // (another instance learned another text) is marked when it answers.
+      this.#shared.put(fullKeys, reasoning, this.#limits.ttlMs).then(
+        (found) => {
+          for (const full of found) this.#markConflicted(full);
+        },
+        (err: unknown) => this.#warn('write', err),
+      );
     }
     for (const full of conflicted) this.#markConflicted(full);
     const kept = fullKeys.filter((full) => !conflicted.has(full));
@@ -207,6 +299,7 @@ export class ReasoningCache {
   }
 
   #storeFind(store: ReasoningStore, full: string, now: number): StoredReasoning | undefined {
+    const started = performance.now();
     try {
       if (hasFind(store)) return store.find(full, now);
       const reasoning = store.get(full, now);
@@ -214,6 +307,8 @@ export class ReasoningCache {
     } catch (err) {
       this.#warn('read', err);
       return undefined;
+    } finally {
+      this.#storeLatency.observe((performance.now() - started) / 1000);
     }
   }
 
@@ -242,6 +337,8 @@ export class ReasoningCache {
    * one place that says so (no keys, no text; one line a minute, with a count of the rest).
    */
   #warn(kind: 'read' | 'write', err: unknown): void {
+    if (kind === 'read') this.#storeReadErrors++;
+    else this.#storeWriteErrors++;
     const t = Date.now();
     if (t - this.#lastWarn < WARN_INTERVAL_MS) {
       this.#warningsHeldBack++;
@@ -251,7 +348,8 @@ export class ReasoningCache {
     this.#lastWarn = t;
     this.#warningsHeldBack = 0;
     const outcome = kind === 'read' ? 'serving from memory' : 'keeping it in memory only';
-    this.#log.warn(`reasoning store ${kind} failed; ${outcome}`, { file: this.#store?.path, error: describeFailure(err), suppressed });
+    const where = this.#shared !== undefined ? { store: this.#shared.status().target } : { file: this.#store?.path };
+    this.#log.warn(`reasoning store ${kind} failed; ${outcome}`, { ...where, error: describeFailure(err), suppressed });
   }
 
   stats(): CacheStats {
@@ -262,10 +360,23 @@ export class ReasoningCache {
       hits: this.#hits,
       misses: this.#misses,
       storeHits: this.#storeHits,
-      persisted: this.#store !== undefined,
+      persisted: this.#store !== undefined || this.#shared !== undefined,
       storeEntries: store?.entries ?? 0,
       storeBytes: store?.bytes ?? 0,
+      storeReadErrors: this.#storeReadErrors,
+      storeWriteErrors: this.#storeWriteErrors,
     };
+  }
+
+  storeStatus(): StoreStatus {
+    if (this.#shared !== undefined) return this.#shared.status();
+    if (this.#store !== undefined) return { kind: 'sqlite', path: this.#store.path };
+    return { kind: 'memory' };
+  }
+
+  /** Seconds per store read (SQLite) or call (the shared store). */
+  storeLatency(): Histogram {
+    return this.#shared?.latency ?? this.#storeLatency;
   }
 
   /** Write what the store has queued now (it does so by itself within its flush interval, and on close). */
@@ -273,8 +384,8 @@ export class ReasoningCache {
     if (isWriteBehind(this.#store)) this.#store.flush();
   }
 
-  /** Close the store (writing what it has queued); memory is dropped (this cache is done). */
-  close(): void {
+  /** Close the store (writing what it has queued); memory is dropped (this cache is done). A shared store's connection closes in the background. */
+  close(): Promise<void> {
     try {
       this.#store?.close();
     } catch (err) {
@@ -283,5 +394,7 @@ export class ReasoningCache {
     this.#lru.clear();
     this.#index.clear();
     this.#conflicts.clear();
+    this.#prefetched.clear();
+    return this.#shared?.close() ?? Promise.resolve();
   }
 }

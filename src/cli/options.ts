@@ -72,6 +72,8 @@ export const OPTIONS: OptionSpecs = {
   'cache-ttl': { kind: 'duration', default: formatDuration(DEFAULT_CACHE_LIMITS.ttlMs), help: 'how long reasoning is kept' },
   'no-persist': { kind: 'bool', help: 'keep the cache in memory only (no store on disk)' },
   auth: { kind: 'string', help: 'USER:PASS required from clients (Proxy-Authorization); needed for a non-loopback --host' },
+  store: { kind: 'string', default: 'sqlite', help: 'sqlite, or redis://[USER:PASS@]HOST:PORT[/DB] (rediss:// for TLS) shared by several proxies' },
+  'metrics-open': { kind: 'bool', help: 'with --auth, serve /metrics without credentials' },
 };
 
 /** One line of `--help` per option. */
@@ -273,6 +275,28 @@ export function enabledProviders(raw: RawOptions): { id: string; domains: string
   return ids.map((id) => ({ id, domains: id === 'mimo' ? hosts : [...(providerById(id)?.domains ?? [])] }));
 }
 
+/**
+ * --store: `sqlite` (the file in --data), or a Redis URL. The message never repeats the value
+ * (it may hold a password).
+ */
+export function parseStore(text: string): URL | undefined {
+  if (text === 'sqlite') return undefined;
+  const bad = (why: string): MimoProxyError =>
+    new MimoProxyError('BAD_OPTION', `--store is not valid: ${why}`, 'pass sqlite, or redis://[USER:PASS@]HOST:PORT[/DB] (rediss:// for TLS)');
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw bad('not a URL');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw bad(`the scheme must be redis: or rediss:, not ${url.protocol}`);
+  if (url.hostname === '') throw bad('it names no host');
+  if (url.search || url.hash) throw bad('it has a query or fragment');
+  const db = url.pathname.replace(/^\/+/, '');
+  if (db !== '' && !/^\d{1,5}$/.test(db)) throw bad('the path must be a database number such as /0');
+  return url;
+}
+
 /** Options as given (flags merged with the environment) -> validated configuration. */
 export function resolveConfig(raw: RawOptions): ProxyConfig {
   const { host, port } = resolveAddress(raw);
@@ -320,6 +344,12 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
   // The cache's own rule for its limits, checked once, here (its constructors trust them).
   validateCacheLimits(cacheLimits);
 
+  const store = parseStore(valueOrDefault(raw, 'store'));
+  const persist = raw['no-persist'] === undefined ? true : !parseBool('no-persist', raw['no-persist'] as string | boolean);
+  if (store !== undefined && !persist) {
+    throw new MimoProxyError('BAD_OPTION', '--no-persist and a Redis --store contradict each other', 'pass one of them: --no-persist keeps the cache in memory only, --store redis://... shares it');
+  }
+
   return {
     host,
     port,
@@ -338,7 +368,9 @@ export function resolveConfig(raw: RawOptions): ProxyConfig {
     cacheMax: cacheLimits.maxEntries,
     cacheMaxBytes: cacheLimits.maxBytes,
     cacheTtlMs: cacheLimits.ttlMs,
-    persist: raw['no-persist'] === undefined ? true : !parseBool('no-persist', raw['no-persist'] as string | boolean),
+    persist,
     auth,
+    store,
+    metricsOpen: raw['metrics-open'] === undefined ? false : parseBool('metrics-open', raw['metrics-open'] as string | boolean),
   };
 }

@@ -162,7 +162,10 @@ export function formatStatus(report: StatusReport): string {
   out += row('CA', report.ca.path);
   out += row('CA SHA-256', report.ca.fingerprint256);
   out += row('CA expires', report.ca.notAfter.slice(0, 10) + (report.ca.warning ? `  WARNING: ${report.ca.warning}` : ''));
-  out += row('cache', `${num('entries')} entries, ${bytes(num('bytes'))}; ${num('hits')} hits, ${num('misses')} misses${cache.persisted === true ? `; on disk ${num('storeEntries')} entries, ${bytes(num('storeBytes'))}` : ', memory only'}`);
+  // (A proxy of an older version reports no store.)
+  const store = (report as Partial<StatusReport>).store;
+  const shared = store?.kind === 'redis' ? `; shared on ${store.where}, ${store.state}${store.problem ? ` (${store.problem})` : ''}` : undefined;
+  out += row('cache', `${num('entries')} entries, ${bytes(num('bytes'))}; ${num('hits')} hits, ${num('misses')} misses${shared ?? (cache.persisted === true ? `; on disk ${num('storeEntries')} entries, ${bytes(num('storeBytes'))}` : ', memory only')}`);
   const counters = Object.entries(report.counters).filter(([, v]) => v !== 0);
   out += row('counters', counters.length === 0 ? 'all zero' : counters.map(([k, v]) => `${k}=${v}`).join(' '));
   return out;

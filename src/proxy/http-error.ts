@@ -60,7 +60,8 @@ export function errorBody(shape: ErrorShape, status: number, message: string): s
 
 /** A 407 must carry the challenge (RFC 9110 11.7.1); --auth takes Basic credentials. */
 function challenge(status: number): Record<string, string> {
-  return status === 407 ? { 'proxy-authenticate': 'Basic realm="mimo-proxy"' } : {};
+  if (status === 407) return { 'proxy-authenticate': 'Basic realm="mimo-proxy"' };
+  return status === 401 ? { 'www-authenticate': 'Basic realm="mimo-proxy metrics"' } : {};
 }
 
 /** Answer with a JSON error if nothing was sent yet; otherwise cut the response so the client cannot take it for complete. */

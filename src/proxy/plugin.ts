@@ -26,7 +26,7 @@ import { MAX_REJECTION_BYTES } from '../reasoning/rejection.js';
 import { peek, replay } from './peek.js';
 import { dialectNamed } from '../dialects.js';
 import { surfaceFor } from '../providers.js';
-import type { Counters } from '../stats.js';
+import { countInto, histogramOf, STREAM_BUCKETS, TTFB_BUCKETS, type Counters, type Metrics, type UpstreamErrorClass } from '../stats.js';
 import type { ConnectRoute } from './routes.js';
 import { openTunnel } from './tunnel.js';
 
@@ -36,6 +36,11 @@ interface RequestState {
   exchange: Exchange | undefined;
   /** The request upstream now (the retry replaces the first one). */
   upstream: http.ClientRequest | undefined;
+  /** For /metrics: the surface's name (or `other`), and when the request came in (performance.now()). */
+  surface: string;
+  started: number;
+  /** When the answer's headers went to the client, for a streamed answer's duration. */
+  streamStarted: number | undefined;
 }
 
 export interface PluginDeps {
@@ -44,10 +49,22 @@ export interface PluginDeps {
   counters: Counters;
   interceptor: Interceptor;
   reasoning: ReasoningService;
+  metrics: Metrics;
+}
+
+/** An upstream failure's class for /metrics: a fixed set, never the message or the host. */
+export function upstreamErrorClass(err: NodeJS.ErrnoException): UpstreamErrorClass {
+  if (err instanceof UpstreamTimeoutError || err.code === 'ETIMEDOUT') return 'timeout';
+  if (err instanceof UpstreamProtocolError || err.code === 'HPE_INVALID_CONSTANT' || err.code?.startsWith('HPE_')) return 'protocol';
+  if (err.code === 'ECONNREFUSED') return 'refused';
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.message === 'socket hang up') return 'reset';
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return 'dns';
+  if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH|ERR_OSSL)/.test(err.code ?? '')) return 'tls';
+  return 'other';
 }
 
 export function createPlugin(deps: PluginDeps) {
-  const { config, log, counters, interceptor, reasoning } = deps;
+  const { config, log, counters, interceptor, reasoning, metrics } = deps;
   const states = new WeakMap<Context, RequestState>();
   /** Set while the proxy shuts down: the connections it cuts then are no upstream failures. */
   let closing = false;
@@ -120,7 +137,11 @@ export function createPlugin(deps: PluginDeps) {
       aborted: false,
       exchange: provider && surface ? reasoning.exchange(ctx.clientToProxyRequest.headers, surface, provider) : undefined,
       upstream: undefined,
+      surface: surface?.name ?? 'other',
+      started: performance.now(),
+      streamStarted: undefined,
     };
+    countInto(metrics.requests, `${state.surface} ${route.kind}`);
     states.set(ctx, state);
     const exchange = state.exchange;
     if (exchange) {
@@ -185,6 +206,7 @@ export function createPlugin(deps: PluginDeps) {
     ctx.onResponse((ctx, cb) => {
       const response = ctx.serverToProxyResponse;
       if (!response || !exchange) {
+        if (response) histogramOf(metrics.ttfb, state.surface, TTFB_BUCKETS).observe((performance.now() - state.started) / 1000);
         cb();
         return;
       }
@@ -202,6 +224,9 @@ export function createPlugin(deps: PluginDeps) {
               final.destroy();
               return;
             }
+            const now = performance.now();
+            histogramOf(metrics.ttfb, state.surface, TTFB_BUCKETS).observe((now - state.started) / 1000);
+            if (String(final.headers['content-type'] ?? '').includes('text/event-stream')) state.streamStarted = now;
             cb();
           },
           (err: Error) => {
@@ -219,6 +244,7 @@ export function createPlugin(deps: PluginDeps) {
       cb(null, chunk);
     });
     ctx.onResponseEnd((_ctx, cb) => {
+      if (state.streamStarted !== undefined) histogramOf(metrics.streamDuration, state.surface, STREAM_BUCKETS).observe((performance.now() - state.streamStarted) / 1000);
       // A compressed answer is learned once its decoder has flushed; its end reaches the client then.
       const learning = exchange?.responseEnd();
       if (learning) void learning.then(() => cb());
@@ -300,6 +326,7 @@ export function createPlugin(deps: PluginDeps) {
       return;
     }
     counters.upstreamErrors++;
+    countInto(metrics.upstreamErrors, upstreamErrorClass(err as NodeJS.ErrnoException));
     const target = state?.target ?? ctx.proxyToServerRequestOptions?.host ?? 'upstream';
     const { status, message } = describeUpstreamError(err as NodeJS.ErrnoException, target);
     log.warn('upstream request failed', { target, kind, code: (err as NodeJS.ErrnoException).code ?? err.name, status });

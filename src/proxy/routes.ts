@@ -9,7 +9,8 @@
  *   absolute-form (http://host/)  passthrough: forwarded unchanged, our hosts too
  *   origin-form (/path)           a local page, or direct mode to --upstream
  * Refused: 400 (a target the proxy cannot use), 404 (no such page or API path), 407
- * (--auth and no valid Proxy-Authorization), 501 (a protocol upgrade). Each route also
+ * (--auth and no valid Proxy-Authorization), 401 (/metrics with --auth and neither valid
+ * Authorization nor Proxy-Authorization, unless --metrics-open), 501 (a protocol upgrade). Each route also
  * names the error shape the client reads (the API its target addresses), for the
  * errors the proxy answers on it.
  */
@@ -33,7 +34,7 @@ export interface RequestLine {
 
 export interface Refusal {
   kind: 'refuse';
-  status: 400 | 404 | 407 | 501;
+  status: 400 | 401 | 404 | 407 | 501;
   message: string;
   /** The error shape of the API the client addressed (http-error.ts). */
   shape: ErrorShape;
@@ -67,11 +68,11 @@ export interface Relay {
   provider?: Provider | undefined;
 }
 
-export type LocalPage = 'health' | 'status' | 'ca';
+export type LocalPage = 'health' | 'status' | 'ca' | 'metrics';
 
 export type RequestRoute = Refusal | { kind: 'local'; page: LocalPage } | Relay;
 
-export type RouterConfig = Pick<ProxyConfig, 'auth' | 'domains' | 'providers' | 'connectTo' | 'upstream'>;
+export type RouterConfig = Pick<ProxyConfig, 'auth' | 'domains' | 'providers' | 'connectTo' | 'upstream'> & Partial<Pick<ProxyConfig, 'metricsOpen'>>;
 
 export interface Router {
   /** A CONNECT request. */
@@ -89,18 +90,19 @@ const LOCAL_PAGES: ReadonlyMap<string, LocalPage> = new Map([
   ['/health', 'health'],
   ['/', 'status'],
   ['/ca.pem', 'ca'],
+  ['/metrics', 'metrics'],
 ]);
 
 const refuse = (status: Refusal['status'], message: string, shape: ErrorShape = 'openai'): Refusal => ({ kind: 'refuse', status, message, shape });
 
 const unbracket = (hostname: string): string => hostname.replace(/^\[|\]$/g, '');
 
-/** Proxy-Authorization: Basic, compared in constant time. */
-function authChecker(auth: string | undefined): (headers: http.IncomingHttpHeaders) => boolean {
+/** Proxy-Authorization (or, for /metrics, Authorization): Basic, compared in constant time. */
+function authChecker(auth: string | undefined, name: 'proxy-authorization' | 'authorization' = 'proxy-authorization'): (headers: http.IncomingHttpHeaders) => boolean {
   if (auth === undefined) return () => true;
   const expected = createHash('sha256').update(auth).digest();
   return (headers) => {
-    const header = headers['proxy-authorization'] ?? '';
+    const header = headers[name] ?? '';
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     const given = createHash('sha256').update(m ? Buffer.from(m[1] as string, 'base64').toString('utf8') : '\0').digest();
     return timingSafeEqual(given, expected) && m !== null;
@@ -150,6 +152,8 @@ function httpTarget(url: string): URL | undefined {
 
 export function createRouter(config: RouterConfig): Router {
   const authorised = authChecker(config.auth);
+  // A scraper (Prometheus' basic_auth) sends Authorization; a client of the proxy, Proxy-Authorization.
+  const scraperAuthorised = authChecker(config.auth, 'authorization');
   const upstreamTls = config.upstream.protocol === 'https:';
   const upstream = { host: unbracket(config.upstream.hostname), port: Number(config.upstream.port) || (upstreamTls ? 443 : 80) };
   // Direct mode: the provider whose domains cover --upstream, else the first one enabled.
@@ -188,12 +192,16 @@ export function createRouter(config: RouterConfig): Router {
       if (url.startsWith('/')) {
         const pathname = url.split('?')[0] as string;
         const page = line.method === 'GET' || line.method === 'HEAD' ? LOCAL_PAGES.get(pathname) : undefined;
+        if (page === 'metrics' && !config.metricsOpen && !authorised(line.headers) && !scraperAuthorised(line.headers)) {
+          // Traffic volume is not for everyone who can reach the port.
+          return refuse(401, 'mimo-proxy needs the --auth credentials for /metrics (Basic, in Authorization or Proxy-Authorization)', shape);
+        }
         if (page) return { kind: 'local', page };
         const upstreamPath = directPath(line.method, url, config.upstream);
         if (upstreamPath === undefined) {
           return refuse(
             404,
-            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, POST /v1/responses, GET /v1/models. Pages: /, /health, /ca.pem`,
+            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, POST /v1/responses, GET /v1/models. Pages: /, /health, /ca.pem, /metrics`,
             shape,
           );
         }

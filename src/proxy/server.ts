@@ -12,7 +12,8 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
-import { ReasoningCache } from '../cache/cache.js';
+import { ReasoningCache, type StoreStatus } from '../cache/cache.js';
+import { RedisStore } from '../cache/redis.js';
 import type { ProxyConfig } from '../config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from '../errors.js';
@@ -23,7 +24,8 @@ import { serveLocal, type StatusReport } from './local.js';
 import type { Logger } from '../log.js';
 import { createPlugin } from './plugin.js';
 import { ReasoningService } from '../reasoning/exchange.js';
-import { newCounters, type Counters } from '../stats.js';
+import { newCounters, newMetrics, type Counters, type Metrics } from '../stats.js';
+import { renderMetrics } from './metrics.js';
 import { openStore } from '../cache/store.js';
 import { createRouter, type RequestRoute } from './routes.js';
 import { RewriteWorkers } from './rewrite-worker.js';
@@ -38,8 +40,16 @@ export interface RunningProxy {
   readonly ca: CertificateAuthority;
   readonly counters: Counters;
   readonly cache: ReasoningCache;
+  readonly metrics: Metrics;
   status(): StatusReport;
   close(): Promise<void>;
+}
+
+/** The status page's line about the store: no credentials (the Redis target is host:port/db). */
+function describeStore(store: StoreStatus): StatusReport['store'] {
+  if (store.kind === 'memory') return { kind: 'memory', where: 'only (--no-persist)', state: 'in use', problem: undefined };
+  if (store.kind === 'sqlite') return { kind: 'sqlite', where: store.path, state: 'in use', problem: undefined };
+  return { kind: 'redis', where: store.target, state: store.state, problem: store.problem };
 }
 
 /** Upstream trust: Node's bundled roots, NODE_EXTRA_CA_CERTS, the OS store, and --upstream-ca. */
@@ -110,18 +120,24 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   const expiry = ca.expiryWarning();
   if (expiry) log.warn(expiry);
 
+  // One secure context for every upstream connection (and a rediss:// store): passing `ca`
+  // instead would parse the whole root list again for each new connection.
+  const secureContext = tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) });
   const limits = { maxEntries: config.cacheMax, maxBytes: config.cacheMaxBytes, ttlMs: config.cacheTtlMs };
-  const store = config.persist ? openStore(config.dataDir, limits, log) : undefined;
-  const cache = new ReasoningCache({ limits, store, log });
+  // A Redis --store replaces the SQLite file: memory in front, Redis shared behind it.
+  const shared = config.store ? new RedisStore({ url: config.store, log, secureContext }) : undefined;
+  const store = config.persist && !shared ? openStore(config.dataDir, limits, log) : undefined;
+  const cache = new ReasoningCache({ limits, store, shared, log });
+  // Redis down at start is no reason not to serve: its state is logged, and the proxy reconnects.
+  await shared?.ready();
   const counters = newCounters();
+  const metrics = newMetrics();
 
   const agents = {
     // `timeout` here closes idle pooled sockets before a server drops them under a new request
     // (an ECONNRESET no client could retry); each request arms its own idle timeout.
     http: new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
-    // One secure context for every upstream connection: passing `ca` instead would parse the
-    // whole root list again for each new connection (milliseconds of CPU and a copy in memory).
-    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS, secureContext: tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) }) }),
+    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS, secureContext }),
   };
 
   const serverOptions: http.ServerOptions = {
@@ -140,7 +156,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   const interceptor = new Interceptor(ca, interceptServer, log, timing.handshakeMs);
   const rewriteWorkers = new RewriteWorkers(log);
   const reasoning = new ReasoningService({ config, cache, counters, log, offload: rewriteWorkers });
-  const plugin = createPlugin({ config, log, counters, interceptor, reasoning });
+  const plugin = createPlugin({ config, log, counters, interceptor, reasoning, metrics });
   const engine = new Engine(agents, plugin.onError);
   engine.onRequest(plugin.onRequest);
   const router = createRouter(config);
@@ -166,8 +182,21 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
     degrade: config.degrade,
     ca: { path: ca.caCertPath, fingerprint256: ca.fingerprint256, notAfter: ca.notAfter.toISOString(), warning: ca.expiryWarning() },
     cache: { ...cache.stats() },
+    store: describeStore(cache.storeStatus()),
     counters: { ...counters },
   });
+
+  const metricsText = (): string =>
+    renderMetrics({
+      counters,
+      metrics,
+      cache: cache.stats(),
+      store: cache.storeStatus(),
+      storeLatency: cache.storeLatency(),
+      openConnections: sockets.size,
+      startedAt: Math.round((Date.now() - process.uptime() * 1000) / 1000),
+      version: VERSION,
+    });
 
   /** A handler's throw (Node refusing what a peer sent) ends that exchange only: a JSON 502, or a cut connection once the answer has started. */
   const guarded =
@@ -200,7 +229,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
 
   const dispatch = (route: RequestRoute, req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (route.kind === 'refuse') sendJsonError(res, route.status, route.message, route.shape);
-    else if (route.kind === 'local') serveLocal(route.page, req, res, status, ca.caPem);
+    else if (route.kind === 'local') serveLocal(route.page, req, res, status, ca.caPem, metricsText);
     else engine.handleRequest(route, req, res);
   };
 
@@ -235,7 +264,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
     port = await listen(server, config.host, config.port);
   } catch (err) {
     void rewriteWorkers.close();
-    cache.close();
+    await cache.close();
     agents.http.destroy();
     agents.https.destroy();
     throw err;
@@ -253,6 +282,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
     ca,
     counters,
     cache,
+    metrics,
     status,
     close() {
       closing ??= new Promise<void>((resolve) => {

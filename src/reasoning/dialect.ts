@@ -15,6 +15,12 @@ import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.j
 export interface ResponseTap {
   feed(chunk: Uint8Array): void;
   end(): TurnReasoning[] | undefined;
+  /**
+   * The answer is complete before its body ends (a stream's terminal event was fed): `end()`
+   * may be called now. A client acts on that event at once (its next request may come before
+   * the body's last bytes), so the exchange learns then, before forwarding the chunk.
+   */
+  settled?(): boolean;
 }
 
 export interface Dialect {

@@ -10,6 +10,14 @@
  *                    complete 200 answer every assistant turn's reasoning is learned.
  * No I/O: the plugin reads and sends; this decides what. Never throws into live
  * traffic: anything it cannot improve goes upstream as the client sent it.
+ *
+ * With a shared store (cache/redis.ts), whose reads are asynchronous, the
+ * first rewrite looks up memory only and records the keys memory did not
+ * answer first-hand (missProbe); those are asked of the store in one call
+ * (bounded by the store's timeout), and when that changed memory the body is
+ * rewritten once more, from memory again. One round is enough: a turn that
+ * missed was asked under all its keys, and the keys a turn is looked up under
+ * do not depend on other turns' reasoning.
  */
 import type http from 'node:http';
 import type { ProxyConfig } from '../config.js';
@@ -28,9 +36,48 @@ export { retryPolicy } from './upstream.js';
 
 /** What the exchange needs of the cache (cache/cache.ts is one): scoped lookups and remembering. */
 export interface ReasoningMemory {
-  /** The value under the first of `keys` that has one, reading the keys lazily in order. */
-  lookup(scope: string, keys: Iterable<string>): string | undefined;
+  /** The value under the first of `keys` that has one, reading the keys lazily in order; `count: false` counts nothing. */
+  lookup(scope: string, keys: Iterable<string>, count?: boolean): string | undefined;
   remember(scope: string, keys: readonly string[], reasoning: string): void;
+  /** True when a store exists that lookups cannot read synchronously (prefetch reads it). */
+  readonly shared?: boolean;
+  /** Brings memory up to date with the shared store for `keys`; how many keys changed. Never rejects. */
+  prefetch?(scope: string, keys: readonly string[]): Promise<number>;
+  /** Counts lookups made with `count: false`. */
+  tally?(hits: number, misses: number): void;
+}
+
+/** At most this many missed keys are asked of a shared store per request (the rest stay misses). */
+export const MAX_PREFETCH_KEYS = 2048;
+
+/**
+ * A lookup that counts nothing and records the keys to ask the shared store about: every key
+ * of a lookup that memory did not answer on its first (most specific) key. A lookup answered
+ * by a later key is asked about too: another instance may have learned the earlier key, or
+ * found the later one conflicted, since this memory learned it.
+ */
+function missProbe(memory: ReasoningMemory, scope: string): { lookup: ReasoningLookup; missed: string[]; hits: number; misses: number } {
+  const probe = {
+    missed: [] as string[],
+    hits: 0,
+    misses: 0,
+    lookup: ((keys) => {
+      const asked: string[] = [];
+      const found = memory.lookup(scope, recorded(keys, asked), false);
+      if (found !== undefined) probe.hits++;
+      else probe.misses++;
+      if (found === undefined || asked.length > 1) for (const key of asked) if (probe.missed.length < MAX_PREFETCH_KEYS) probe.missed.push(key);
+      return found;
+    }) as ReasoningLookup,
+  };
+  return probe;
+}
+
+function* recorded(keys: Iterable<string>, into: string[]): Generator<string> {
+  for (const key of keys) {
+    into.push(key);
+    yield key;
+  }
 }
 
 /**
@@ -187,7 +234,9 @@ export class Exchange {
       return this.firstRewriteOffloaded(sent).then((outcome) => (this.done ? undefined : (outcome?.body ?? sent)));
     }
     const sent = this.takeBody();
-    return this.firstRewrite(sent)?.body ?? sent;
+    const first = this.firstRewrite(sent);
+    if (first instanceof Promise) return first.then((outcome) => (this.done ? undefined : (outcome?.body ?? sent)));
+    return first?.body ?? sent;
   }
 
   private offloads(bytes: number): boolean {
@@ -215,7 +264,7 @@ export class Exchange {
         else log.debug('compressed request body not decoded, forwarded unchanged', { reason: decoded.kind });
         return asSent;
       }
-      const outcome = this.offloads(decoded.body.length) ? await this.firstRewriteOffloaded(decoded.body) : this.firstRewrite(decoded.body);
+      const outcome = this.offloads(decoded.body.length) ? await this.firstRewriteOffloaded(decoded.body) : await this.firstRewrite(decoded.body);
       if (this.done) return { body: undefined, identity: false, decoded: false };
       if (outcome === undefined) return asSent;
       if (outcome.kind === 'unchanged') return { body: sent, identity: false, decoded: true };
@@ -255,15 +304,42 @@ export class Exchange {
    * The first attempt's rewrite of the body the client sent (decoded): learns what the request
    * carries and keeps what a retry and the answer need. Undefined: left as sent.
    */
-  private firstRewrite(body: Buffer): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
-    return this.applyFirst(body, this.rewrite(body, firstPolicy(this.options.config.degrade, this.upstream)));
+  private firstRewrite(body: Buffer): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined | Promise<Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined> {
+    const policy = firstPolicy(this.options.config.degrade, this.upstream);
+    if (!this.options.cache.shared) return this.applyFirst(body, this.rewrite(body, policy));
+    const probe = missProbe(this.options.cache, this.scope);
+    const outcome = this.withShared(probe, this.rewrite(body, policy, probe.lookup), () => this.rewrite(body, policy));
+    if (!(outcome instanceof Promise)) return this.applyFirst(body, outcome);
+    return outcome.then((final) => (this.done ? undefined : this.applyFirst(body, final)));
   }
 
   /** firstRewrite, the rewrite itself off the event loop; never rejects. */
   private async firstRewriteOffloaded(body: Buffer): Promise<Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined> {
-    const outcome = await this.rewriteOffloaded(body, firstPolicy(this.options.config.degrade, this.upstream));
+    const policy = firstPolicy(this.options.config.degrade, this.upstream);
+    let outcome: RewriteOutcome;
+    if (!this.options.cache.shared) outcome = await this.rewriteOffloaded(body, policy);
+    else {
+      const probe = missProbe(this.options.cache, this.scope);
+      outcome = await this.withShared(probe, await this.rewriteOffloaded(body, policy, probe.lookup), () => this.rewriteOffloaded(body, policy));
+    }
     if (this.done) return undefined;
     return this.applyFirst(body, outcome);
+  }
+
+  /**
+   * After a first rewrite from memory alone: when the probe recorded keys, ask the shared store
+   * about them and, when that changed memory, rewrite again (`again`); otherwise the first
+   * outcome stands and its lookups are counted. Never rejects (prefetch does not, the rewrites
+   * do not).
+   */
+  private withShared(probe: ReturnType<typeof missProbe>, first: RewriteOutcome, again: () => RewriteOutcome | Promise<RewriteOutcome>): RewriteOutcome | Promise<RewriteOutcome> {
+    const cache = this.options.cache;
+    const stands = (): RewriteOutcome => {
+      cache.tally?.(probe.hits, probe.misses);
+      return first;
+    };
+    if (probe.missed.length === 0 || first.kind === 'skipped' || cache.prefetch === undefined) return stands();
+    return cache.prefetch(this.scope, probe.missed).then((changed) => (changed === 0 || this.done ? stands() : again()));
   }
 
   private applyFirst(body: Buffer, outcome: RewriteOutcome): Exclude<RewriteOutcome, { kind: 'skipped' }> | undefined {
@@ -285,9 +361,9 @@ export class Exchange {
   /** The cache, in this exchange's credential scope. */
   private readonly lookup: ReasoningLookup = (keys) => this.options.cache.lookup(this.scope, keys);
 
-  private rewrite(body: Buffer, policy: RewritePolicy): RewriteOutcome {
+  private rewrite(body: Buffer, policy: RewritePolicy, lookup: ReasoningLookup = this.lookup): RewriteOutcome {
     try {
-      return this.surface.rewrite(body, this.lookup, policy);
+      return this.surface.rewrite(body, lookup, policy);
     } catch (err) {
       // rewrite.ts promises not to throw; if it ever does, the original goes upstream (counted
       // as a skipped body where the skipped outcome is handled, applyFirst).
@@ -297,9 +373,9 @@ export class Exchange {
   }
 
   /** rewrite, in the BodyRewriter; a failure there (crash, timeout) forwards the original. Never rejects. */
-  private async rewriteOffloaded(body: Buffer, policy: RewritePolicy): Promise<RewriteOutcome> {
+  private async rewriteOffloaded(body: Buffer, policy: RewritePolicy, lookup: ReasoningLookup = this.lookup): Promise<RewriteOutcome> {
     try {
-      return await this.options.offload!.rewrite(this.surface, body, this.lookup, policy);
+      return await this.options.offload!.rewrite(this.surface, body, lookup, policy);
     } catch (err) {
       this.options.log.error('rewrite off the event loop failed, forwarding the original', { error: (err as Error)?.name ?? 'unknown' });
       return { kind: 'skipped', reason: 'internal-error' };
@@ -388,8 +464,11 @@ export class Exchange {
     }
   }
 
+  /** A chunk of the answer, before it is forwarded: fed to the tap, learned from at once when it completes the answer. */
   responseData(chunk: Buffer): void {
-    if (this.tap && !this.done) this.tap.feed(chunk);
+    if (!this.tap || this.done) return;
+    this.tap.feed(chunk);
+    if (this.tap.settled?.() === true) void this.responseEnd();
   }
 
   /** End of the answer: learns from it; a promise when a decoder must flush first (never rejects). */

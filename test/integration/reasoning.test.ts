@@ -4,11 +4,12 @@
  * reasoning it produced for every tool call.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
 import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
-import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
+import { foldSse, runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 import { rmSync } from 'node:fs';
 
 const URL_ = 'https://api.xiaomimimo.com/v1/chat/completions';
@@ -43,6 +44,46 @@ describe('the reasoning plugin', () => {
       }
     });
   }
+
+  it('learns a streamed answer when its last event passes, before the body ends: a client that sends its next request on [DONE] gets the exact reasoning back', async () => {
+    fake.options.endDelayMs = 3000;
+    const key = 'sk-eager-client';
+    const history: ChatMessage[] = [{ role: 'user', content: '北京今天天气怎么样？请一步一步查。' }];
+    const echoesBefore = fake.echoes.length;
+    const streamAgent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    try {
+      // Round 1, read only up to its [DONE] event: the upstream keeps the body open 3 s more.
+      const { text, res } = await new Promise<{ text: string; res: http.IncomingMessage }>((resolve, reject) => {
+        const req = https.request(URL_, { method: 'POST', agent: streamAgent, ca: h.proxy.ca.caPem, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            text += chunk;
+            if (text.includes('data: [DONE]')) resolve({ text, res });
+          });
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'mimo-v2.6-pro', stream: true, messages: history }));
+      });
+      const message = foldSse(text);
+      expect(message.tool_calls?.length).toBeGreaterThan(0);
+      history.push({ role: 'assistant', content: message.content ?? '', tool_calls: message.tool_calls ?? null });
+      for (const call of message.tool_calls ?? []) history.push({ role: 'tool', tool_call_id: call.id, content: '{"result":"晴"}' });
+      // Round 2 at once, on another connection, while round 1's body is still open.
+      const retriesBefore = fake.requests.length;
+      const turn = await sendChat({ url: URL_, agent, ca: h.proxy.ca.caPem, key, stream: false }, history);
+      expect(res.complete).toBe(false);
+      expect(turn.response.status).toBe(200);
+      expect(fake.requests.length - retriesBefore).toBe(1); // no 400, no retry
+      const echoes = fake.echoes.slice(echoesBefore);
+      expect(echoes.length).toBeGreaterThan(0);
+      for (const echo of echoes) expect(echo.exact).toBe(true);
+    } finally {
+      fake.options.endDelayMs = undefined;
+      streamAgent.destroy();
+    }
+  });
 
   it('leaves a client that sends its own reasoning untouched, byte for byte', async () => {
     const { history } = await runConversation({ url: URL_, agent, ca: h.proxy.ca.caPem, key: 'sk-keeper', stream: false, forgetful: false, maxRounds: 2 });

@@ -64,6 +64,8 @@ export interface FakeMimoOptions {
   resetAfterEvents?: number;
   /** Streamed answers: nothing more is written after this many events (0: not even the headers) until the client goes away or close(). */
   stallAfterEvents?: number;
+  /** Streams: hold the response open this long after its last event (`[DONE]`) before ending it. */
+  endDelayMs?: number;
   /** Streamed answers: lines that are not valid chat SSE (comments, junk fields, non-JSON data, bare CR, invalid UTF-8) between events. */
   invalidSseLines?: boolean;
   /** Streamed answers: one content event of about this many bytes (a single line) before the finish. */
@@ -630,6 +632,8 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       // A separate turn of the event loop per event, so events leave in separate TCP segments.
       await sleep(delayMs);
     }
+    const endDelayMs = boundedInt(options.endDelayMs, 0, 0, 60_000);
+    for (const until = Date.now() + endDelayMs; Date.now() < until && !closed && !res.destroyed; ) await sleep(Math.min(50, until - Date.now()));
     if (!closed && !res.destroyed) {
       noteStream(true);
       res.end();
@@ -688,6 +692,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
         chunkDelayMs: o.chunkDelayMs ?? 0,
         sseFramedErrors: o.sseFramedErrors === true,
         stallAfterEvents: o.stallAfterEvents,
+        endDelayMs: o.endDelayMs,
       }, record).catch(() => res.destroy());
       return;
     }

@@ -59,6 +59,8 @@ export interface FakeResponsesOptions {
   chunkDelayMs: number;
   /** Streamed answers: nothing more is written after this many events until the client goes away. */
   stallAfterEvents?: number | undefined;
+  /** Streams: hold the response open this long after its last event before ending it. */
+  endDelayMs?: number | undefined;
 }
 
 export const DEEPSEEK_RESPONSES_REJECTION = 'The `reasoning_text` in the thinking mode must be passed back to the API.';
@@ -333,6 +335,16 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
     }
     res.write(event);
     await new Promise((resolve) => (delay > 0 ? setTimeout(resolve, delay) : setImmediate(resolve)));
+  }
+  const linger = bounded(options.endDelayMs ?? 0, 0, 60_000);
+  if (linger > 0 && !res.destroyed) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, linger);
+      res.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
   if (!res.destroyed) res.end();
 }

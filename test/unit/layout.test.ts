@@ -35,9 +35,14 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   'index.ts': [...LEAVES, 'net', 'reasoning', 'dialects.ts', 'providers.ts', 'cache', 'ca', 'proxy', 'cli'],
 };
 
-/** Modules that open sockets or wrap them: only proxy/ (and cli/, whose `status` asks a port) use them. */
-const SOCKET_MODULES = ['node:net', 'node:http', 'node:https', 'http-mitm-proxy', 'net', 'http', 'https'];
+/**
+ * Modules that open sockets or wrap them: only proxy/ (and cli/, whose `status` asks a port)
+ * use them, and the shared store's connection: ioredis, imported by cache/redis.ts alone.
+ */
+const SOCKET_MODULES = ['node:net', 'node:http', 'node:https', 'http-mitm-proxy', 'ioredis', 'net', 'http', 'https'];
 const MAY_OPEN_SOCKETS = ['proxy', 'cli'];
+/** Each wrapping package and the one file that may import it. */
+const SOLE_IMPORTER: Record<string, string> = { 'http-mitm-proxy': path.join('proxy', 'engine.ts'), ioredis: path.join('cache', 'redis.ts') };
 
 /** `import { isIP } from 'node:net'`: pure functions of a string, no socket. */
 function onlyAddressChecks(specifier: string, clause: string): boolean {
@@ -103,12 +108,13 @@ describe('the layout of src/', () => {
     expect(broken).toEqual([]);
   });
 
-  it('opens sockets only in proxy/ (and cli/ to ask a port), and speaks to http-mitm-proxy only in proxy/engine.ts', () => {
+  it('opens sockets only in proxy/ (and cli/ to ask a port), speaks to http-mitm-proxy only in proxy/engine.ts and to Redis only in cache/redis.ts', () => {
     const broken: string[] = [];
     for (const { file, specifier, typeOnly, clause } of IMPORTS) {
       if (typeOnly || !SOCKET_MODULES.includes(specifier) || onlyAddressChecks(specifier, clause)) continue;
       const relative = path.relative(SRC, file);
-      if (specifier === 'http-mitm-proxy' ? relative !== path.join('proxy', 'engine.ts') : !MAY_OPEN_SOCKETS.includes(partOf(file))) broken.push(`${relative} -> ${specifier}`);
+      const sole = SOLE_IMPORTER[specifier];
+      if (sole !== undefined ? relative !== sole : !MAY_OPEN_SOCKETS.includes(partOf(file))) broken.push(`${relative} -> ${specifier}`);
     }
     expect(broken).toEqual([]);
   });
@@ -117,6 +123,7 @@ describe('the layout of src/', () => {
     const local = IMPORTS.filter((i) => i.specifier.startsWith('.'));
     expect(local.length).toBeGreaterThan(100);
     expect(IMPORTS.some((i) => i.specifier === 'http-mitm-proxy')).toBe(true);
+    expect(IMPORTS.some((i) => i.specifier === 'ioredis')).toBe(true);
     expect(IMPORTS.some((i) => i.typeOnly)).toBe(true);
   });
 });

@@ -18,6 +18,8 @@ export interface LearningTap {
   feed(chunk: Uint8Array): void;
   end(): TurnReasoning[] | undefined | Promise<TurnReasoning[] | undefined>;
   abort(): void;
+  /** See ResponseTap.settled; a decoding tap learns at the end of the body (its decoder must flush first). */
+  settled?(): boolean;
 }
 
 export interface DecodingTapOptions {
@@ -29,7 +31,7 @@ export interface DecodingTapOptions {
 
 /** `inner` as is for an identity body; otherwise behind decoders for `codings` (in the order applied). */
 export function decodingTap(codings: readonly Coding[], inner: ResponseTap, options: DecodingTapOptions = {}): LearningTap {
-  if (codings.length === 0) return { feed: (chunk) => inner.feed(chunk), end: () => inner.end(), abort: () => undefined };
+  if (codings.length === 0) return { feed: (chunk) => inner.feed(chunk), end: () => inner.end(), abort: () => undefined, settled: () => inner.settled?.() === true };
   return createDecodingTap(codings, inner, options);
 }
 

@@ -100,6 +100,7 @@ export function createFoldingSseTap(folder: SseFolder, options: { maxLineBytes?:
         poisoned = true;
       }
     },
+    settled: () => !poisoned && !ended && folder.stopped(),
     end(): TurnReasoning[] | undefined {
       if (ended) return undefined;
       ended = true;

@@ -1,0 +1,148 @@
+/**
+ * The Redis store (cache/redis.ts) and the cache in front of it, against a
+ * real redis-server on a loopback port: what lands in Redis (prefixed hashed
+ * keys, no credential, the TTL), the conflict rule across two caches (two
+ * proxies) and across a restart, and what prefetch brings back.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReasoningCache, fullKey } from '../../src/cache/cache.js';
+import { CALL_TIMEOUT_MS, MAX_IN_FLIGHT, REDIS_PREFIX, RedisStore, classifyRedisFailure, describeRedisUrl, redisKey } from '../../src/cache/redis.js';
+import { createLogger } from '../../src/log.js';
+import { hasRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+const LIMITS = { maxEntries: 1000, maxBytes: 10 * 1024 * 1024, ttlMs: 60_000 };
+
+function cacheOn(redis: RedisServer, lines: string[] = []): { cache: ReasoningCache; store: RedisStore } {
+  const log = createLogger('debug', (line) => void lines.push(line));
+  const store = new RedisStore({ url: new URL(redis.url), log });
+  return { cache: new ReasoningCache({ limits: LIMITS, shared: store, log }), store };
+}
+
+/** Bounded wait for a condition that an asynchronous write makes true. */
+async function until(check: () => boolean | Promise<boolean>, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe.skipIf(!hasRedisServer)('the Redis store', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+  });
+  afterAll(() => redis?.dispose());
+
+  it('keeps each entry under a prefixed hash of its full key, with the cache TTL, and never the credential or the key itself', async () => {
+    const { cache, store } = cacheOn(redis);
+    await store.ready();
+    cache.remember('scope-of-sk-secret', ['t:turn-1'], '  先查天气。 ');
+    await until(() => redis.cli(['EXISTS', redisKey(fullKey('scope-of-sk-secret', 't:turn-1'))]) === '1');
+    const keys = redis.cli(['KEYS', '*']).split('\n');
+    expect(keys).toEqual([redisKey(fullKey('scope-of-sk-secret', 't:turn-1'))]);
+    expect(keys[0]).toMatch(new RegExp(`^${REDIS_PREFIX}[0-9a-f]{64}$`));
+    const ttl = Number(redis.cli(['PTTL', keys[0]!]));
+    expect(ttl).toBeGreaterThan(55_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    expect(redis.cli(['GET', keys[0]!])).not.toContain('scope-of-sk-secret');
+    await cache.close();
+  });
+
+  it('gives a second cache (another proxy) the exact text through prefetch, with the remaining lifetime, counted as a store hit', async () => {
+    const a = cacheOn(redis);
+    const b = cacheOn(redis);
+    await Promise.all([a.store.ready(), b.store.ready()]);
+    a.cache.remember('s', ['t:x', 'c:x'], 'reasoning for x');
+    await until(async () => (await b.store.find([fullKey('s', 't:x')])).size === 1);
+    expect(b.cache.lookup('s', ['t:x'])).toBeUndefined();
+    expect(await b.cache.prefetch('s', ['t:x', 'c:x', 't:unknown'])).toBe(2);
+    expect(b.cache.lookup('s', ['t:x'])).toBe('reasoning for x');
+    expect(b.cache.stats().storeHits).toBe(1);
+    // Memory already holds it: nothing is asked again.
+    expect(await b.cache.prefetch('s', ['t:x'])).toBe(0);
+    await Promise.all([a.cache.close(), b.cache.close()]);
+  });
+
+  it('makes a key learned with two different texts by two proxies a miss everywhere, and after a restart; whitespace alone is no conflict', async () => {
+    const a = cacheOn(redis);
+    const b = cacheOn(redis);
+    await Promise.all([a.store.ready(), b.store.ready()]);
+    a.cache.remember('s', ['t:k'], 'text one');
+    await until(async () => (await a.store.find([fullKey('s', 't:k')])).size === 1);
+    b.cache.remember('s', ['t:k'], 'text two');
+    // B hears back from Redis that the key is conflicted, and drops it from memory.
+    await until(() => b.cache.lookup('s', ['t:k'], false) === undefined);
+    expect(redis.cli(['GET', redisKey(fullKey('s', 't:k'))])).toBe('!');
+    // A third proxy (or A after a restart) finds the conflict marker, not a text.
+    const c = cacheOn(redis);
+    await c.store.ready();
+    expect(await c.cache.prefetch('s', ['t:k'])).toBe(1);
+    expect(c.cache.lookup('s', ['t:k'])).toBeUndefined();
+    // The conflict outlives a later learn of either text.
+    c.cache.remember('s', ['t:k'], 'text one');
+    await until(() => c.cache.lookup('s', ['t:k'], false) === undefined);
+    expect(redis.cli(['GET', redisKey(fullKey('s', 't:k'))])).toBe('!');
+
+    a.cache.remember('s', ['t:w'], 'same text');
+    await until(async () => (await a.store.find([fullKey('s', 't:w')])).size === 1);
+    b.cache.remember('s', ['t:w'], '\n same text  ');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const found = await c.store.find([fullKey('s', 't:w')]);
+    expect(found.get(fullKey('s', 't:w'))).toMatchObject({ reasoning: 'same text' });
+    await Promise.all([a.cache.close(), b.cache.close(), c.cache.close()]);
+  });
+
+  it('describes a URL without its credentials and tells auth, TLS and reachability failures apart', () => {
+    expect(describeRedisUrl(new URL('rediss://user:hunter2@cache.internal:6380/3'))).toBe('rediss://cache.internal:6380/3');
+    expect(describeRedisUrl(new URL('redis://:pw@127.0.0.1'))).toBe('redis://127.0.0.1:6379');
+    expect(classifyRedisFailure(new Error('WRONGPASS invalid username-password pair or user is disabled.'))).toBe('REDIS_AUTH');
+    expect(classifyRedisFailure(new Error('NOAUTH Authentication required.'))).toBe('REDIS_AUTH');
+    expect(classifyRedisFailure(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }))).toBe('REDIS_TLS');
+    expect(classifyRedisFailure(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toBe('REDIS_UNREACHABLE');
+  });
+
+  it('fails a call at once while disconnected, and a read then is a miss, not an error', async () => {
+    const lines: string[] = [];
+    const { cache, store } = cacheOn(redis, lines);
+    await store.ready();
+    await store.close();
+    const started = performance.now();
+    expect(await cache.prefetch('s', ['t:none'])).toBe(0);
+    expect(performance.now() - started).toBeLessThan(20);
+    expect(cache.stats().storeReadErrors).toBe(1);
+    expect(lines.some((l) => l.includes('reasoning store read failed'))).toBe(true);
+  });
+});
+
+describe.skipIf(!hasRedisServer)('the Redis store with a stopped server (SIGSTOP)', () => {
+  it(`gives up on each call after ${CALL_TIMEOUT_MS} ms, holds at most ${MAX_IN_FLIGHT} calls waiting (the rest fail at once), and drains once resumed`, async () => {
+    const redis = await startRedisServer();
+    const store = new RedisStore({ url: new URL(redis.url), log: createLogger('silent') });
+    try {
+      await store.ready();
+      redis.pause();
+      const timings = await Promise.all(
+        Array.from({ length: MAX_IN_FLIGHT + 44 }, async (_, i) => {
+          const t0 = performance.now();
+          const ok = await store.find([`k${i}`]).then(() => true, () => false);
+          return { ok, ms: performance.now() - t0 };
+        }),
+      );
+      expect(timings.every((t) => !t.ok)).toBe(true);
+      const slow = timings.filter((t) => t.ms >= CALL_TIMEOUT_MS - 1);
+      expect(slow).toHaveLength(MAX_IN_FLIGHT);
+      // (Generous: 1,068 calls are made in one go on a machine that may be busy.)
+      expect(Math.max(...timings.map((t) => t.ms))).toBeLessThan(CALL_TIMEOUT_MS + 500);
+      // Timed out, but still unanswered: they keep their places until Redis replies.
+      expect(store.waiting).toBe(MAX_IN_FLIGHT);
+      redis.resume();
+      await until(() => store.waiting === 0);
+      expect((await store.find(['k1'])).size).toBe(0);
+    } finally {
+      redis.resume();
+      await store.close();
+      await redis.dispose();
+    }
+  });
+});
