@@ -98,6 +98,30 @@ async function spawnProxy(fake: FakeMimo, certsDir: string, extra: string[] = []
   return handle;
 }
 
+/** bench/relay-floor.ts in its own process, pointed at the fake upstream. */
+async function spawnRelayFloor(fake: FakeMimo): Promise<{ port: number; pid: number }> {
+  const child = spawn(process.execPath, [path.join(ROOT, '.bench-build', 'bench', 'relay-floor.js'), String(fake.port), fake.ca.certPath, 'api.xiaomimimo.com'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the relay floor did not start within 10 s')), 10_000);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`the relay floor exited with ${code}`)));
+  });
+  spawned.push({ port, pid: child.pid!, caPem: '', child, stop: () => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  }) });
+  return { port, pid: child.pid! };
+}
+
 /** The node flags a proxy process runs with (`start` adds V8 flags to its own command line). */
 function nodeFlags(pid: number): string[] {
   const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -432,9 +456,9 @@ async function gatewayRows(fake: FakeMimo, certsDir: string, row: Row, results: 
         res.on('end', () => resolve(JSON.parse(text)));
       }).on('error', reject);
     });
-    if (health.counters.placeholders !== 0 || health.cache.storeHits < remote.length) throw new Error(`the gateway benchmark expected every first request answered from Redis (placeholders ${health.counters.placeholders}, store hits ${health.cache.storeHits})`);
+    // Each first request should be answered from Redis, not degraded; a Redis call past its bound (a busy machine) degrades one: shown, not hidden.
     const addedRead = median(remote) - median(local);
-    row('a turn only Redis knows (learned by another instance): added TTFB p50 vs a memory hit', `${round(addedRead, 3)} ms`, `memory hit p50 ${round(median(local), 3)} ms`);
+    row('a turn only Redis knows (learned by another instance): added TTFB p50 vs a memory hit', `${round(addedRead, 3)} ms (${Math.min(health.cache.storeHits, remote.length)} of ${remote.length} found in Redis, ${health.counters.placeholders} degraded)`, `memory hit p50 ${round(median(local), 3)} ms`);
     results.gateway = {
       storeHitUs: { memoryP50: round(quantile(memoryTimes, 0.5) * 1000, 2), redisP50: round(quantile(redisTimes, 0.5) * 1000, 2), redisP99: round(quantile(redisTimes, 0.99) * 1000, 2) },
       ttfbWarmMs: { sqlite: round(median(ttfb.sqlite!), 4), redis: round(median(ttfb.redis!), 4), added: round(addedLearn, 4) },
@@ -492,9 +516,14 @@ async function main(): Promise<void> {
   const mitm: Target = { name: 'mitm', agent: () => new ConnectAgent({ host: '127.0.0.1', port: proxy.port }), url: 'https://api.xiaomimimo.com/v1/chat/completions', ca: proxy.caPem };
   const directMode: Target = { name: 'direct-mode', agent: () => new http.Agent({ keepAlive: true }), url: `http://127.0.0.1:${proxy.port}/v1/chat/completions` };
   const targets = [direct, mitm, directMode];
+
   const ROUNDS = 3;
 
   try {
+    // Node's floor for direct mode's extra hop (bench/relay-floor.ts): a plain relay, nothing parsed.
+    const floorRelay = await spawnRelayFloor(fake);
+    const relayFloor: Target = { name: 'relay floor', agent: () => new http.Agent({ keepAlive: true }), url: `http://127.0.0.1:${floorRelay.port}/v1/chat/completions` };
+
     // 0. Request rewrite time (in process, the pure function, before any traffic so the heap is quiet): 50 KB, 2 MB (500 messages), 20 MB.
     const rewrite: Record<string, unknown> = {};
     for (const [label, messages, pad] of [['50 KB', 12, 8000], ['2 MB', 500, 8000], ['20 MB', 2000, 20000]] as const) {
@@ -538,7 +567,7 @@ async function main(): Promise<void> {
 
     // 1. Short streams: TTFB warm (sequential, keep-alive) and cold (new connection: CONNECT + TLS).
     const ttfb: Record<string, Record<string, number>> = {};
-    for (const t of targets) {
+    for (const t of [...targets, relayFloor]) {
       const warm = await sequential(t, 300, false);
       const cold = await sequential(t, 50, true);
       ttfb[t.name] = { warmP50: quantile(warm, 0.5), warmP99: quantile(warm, 0.99), coldP50: quantile(cold, 0.5), coldP99: quantile(cold, 0.99) };
@@ -548,15 +577,18 @@ async function main(): Promise<void> {
       const added = ttfb[t.name]!.warmP50! - d.warmP50!;
       row(`short streams: added TTFB p50 warm, sequential keep-alive (${t.name})`, `${round(added, 3)} ms (p99 ${round(ttfb[t.name]!.warmP99! - d.warmP99!)} ms)`, `direct p50 ${round(d.warmP50!, 3)} ms, p99 ${round(d.warmP99!)} ms`, '<= 0.5 ms', added <= 0.5);
     }
+    const floorAdded = ttfb['relay floor']!.warmP50! - d.warmP50!;
+    row("Node's floor for direct mode's hop (a plain HTTP-to-HTTPS relay, nothing parsed): added TTFB p50 warm", `${round(floorAdded, 3)} ms (p99 ${round(ttfb['relay floor']!.warmP99! - d.warmP99!)} ms)`, `direct p50 ${round(d.warmP50!, 3)} ms`);
     row('short streams: added TTFB p50 cold, new connection (mitm / direct-mode)', `${round(ttfb.mitm!.coldP50! - d.coldP50!)} / ${round(ttfb['direct-mode']!.coldP50! - d.coldP50!)} ms`, `direct ${round(d.coldP50!)} ms`);
     results.ttfbMs = ttfb;
 
     // 2. Short streams, 32 concurrent: ROUNDS rounds of direct, mitm, direct mode back to back;
     //    each ratio is taken within its round, and the median round is reported.
-    const runRounds = async (total: number, latencies?: Record<string, number[]>): Promise<Record<string, RunResult[]>> => {
-      const runs: Record<string, RunResult[]> = { direct: [], mitm: [], 'direct-mode': [] };
+    const runRounds = async (total: number, latencies?: Record<string, number[]>, list: Target[] = targets): Promise<Record<string, RunResult[]>> => {
+      const runs: Record<string, RunResult[]> = Object.fromEntries(list.map((t) => [t.name, []]));
+      const pidOf = (t: Target): number | undefined => (t === direct ? undefined : t === relayFloor ? floorRelay.pid : proxy.pid);
       for (let r = 0; r < ROUNDS; r++) {
-        for (const t of targets) runs[t.name]!.push(await concurrent(t, 32, total, t === direct ? undefined : proxy.pid, latencies?.[t.name]));
+        for (const t of list) runs[t.name]!.push(await concurrent(t, 32, total, pidOf(t), latencies?.[t.name]));
       }
       return runs;
     };
@@ -576,11 +608,15 @@ async function main(): Promise<void> {
       };
     };
     const SHORT_TOTAL = 1200;
-    const short = summarize(await runRounds(SHORT_TOTAL), SHORT_TOTAL);
+    const shortRuns = await runRounds(SHORT_TOTAL, undefined, [...targets, relayFloor]);
+    const short = summarize(shortRuns, SHORT_TOTAL);
+    const floorRatios = shortRuns['relay floor']!.map((m, i) => m.rps / shortRuns.direct![i]!.rps);
+    const floorCpuMs = (shortRuns['relay floor']!.reduce((a, m) => a + m.proxyCpu, 0) * 1000) / (SHORT_TOTAL * ROUNDS);
     row('short streams (6 chunks), 32 concurrent: mitm req/s', `${x(short.mitmRatio)} direct (rounds ${short.mitmRatios.join(', ')})`, `direct ${median(short.directRps)} req/s`, '>= 0.6x', short.mitmRatio >= 0.6);
     row('short streams (6 chunks), 32 concurrent: direct-mode req/s', `${x(short.directModeRatio)} direct (rounds ${short.directModeRatios.join(', ')})`, `direct ${median(short.directRps)} req/s`, '>= 0.85x', short.directModeRatio >= 0.85);
     row('proxy CPU per streamed request, short (mitm)', `${short.proxyCpuMsPerRequest.mitm} ms (direct-mode ${short.proxyCpuMsPerRequest.directMode} ms)`, `direct: clients + upstream ${short.benchCpuMsPerRequestDirect} ms`, '<= 0.5 ms', short.proxyCpuMsPerRequest.mitm <= 0.5);
-    results.shortStreams = short;
+    row("Node's floor for direct mode's hop: short streams, 32 concurrent req/s; its CPU per request", `${x(median(floorRatios))} direct (rounds ${floorRatios.map((v) => round(v)).join(', ')}); ${round(floorCpuMs, 3)} ms`, `direct-mode ${x(short.directModeRatio)}, ${short.proxyCpuMsPerRequest.directMode} ms`);
+    results.shortStreams = { ...short, relayFloor: { ratios: floorRatios.map((v) => round(v)), ratio: median(floorRatios), cpuMsPerRequest: round(floorCpuMs, 3) } };
 
     // 3. Realistic streams, 32 concurrent, with the time from each event's write upstream to its read by the client.
     Object.assign(fake.options, REALISTIC);
