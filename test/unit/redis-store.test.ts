@@ -93,6 +93,57 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     await Promise.all([a.cache.close(), b.cache.close(), c.cache.close()]);
   });
 
+  it('reads a value under its prefix that is not its own (another type, a text whose hash is not its own, too short) as a miss, without failing the other keys of the call', async () => {
+    const { cache, store } = cacheOn(redis);
+    await store.ready();
+    const [hash, list, forged, short, good] = ['t:hash', 't:list', 't:forged', 't:short', 't:good'].map((k) => fullKey('s', k)) as [string, string, string, string, string];
+    redis.cli(['HSET', redisKey(hash), 'field', 'value']);
+    redis.cli(['RPUSH', redisKey(list), 'item']);
+    redis.cli(['SET', redisKey(forged), `${'0'.repeat(64)}a text nobody learned`, 'PX', '60000']);
+    redis.cli(['SET', redisKey(short), 'abc', 'PX', '60000']);
+    await store.put([good], 'the learned text', 60_000);
+    const found = await store.find([hash, list, forged, short, good]);
+    expect([...found.keys()]).toEqual([good]);
+    expect(found.get(good)).toMatchObject({ reasoning: 'the learned text' });
+    expect(await cache.prefetch('s', ['t:hash', 't:list', 't:forged', 't:short', 't:good'])).toBe(1);
+    expect(cache.lookup('s', ['t:forged'])).toBeUndefined();
+    expect(cache.lookup('s', ['t:good'])).toBe('the learned text');
+    expect(cache.stats().storeReadErrors).toBe(0);
+    // A write over them: the other keys of the call are learned; what is not ours is left as it was.
+    expect(await store.put([hash, list, fullKey('s', 't:after')], 'another text', 60_000)).toEqual([]);
+    expect(redis.cli(['TYPE', redisKey(hash)])).toBe('hash');
+    expect(redis.cli(['TYPE', redisKey(list)])).toBe('list');
+    expect((await store.find([fullKey('s', 't:after')])).get(fullKey('s', 't:after'))).toMatchObject({ reasoning: 'another text' });
+    await cache.close();
+  });
+
+  it('a full Redis (maxmemory, noeviction) refuses writes: counted, kept in memory, reads still answer; FLUSHALL mid-run is a miss', async () => {
+    const { cache, store } = cacheOn(redis);
+    await store.ready();
+    cache.remember('s', ['t:before'], 'learned before');
+    await until(async () => (await store.find([fullKey('s', 't:before')])).size === 1);
+    redis.cli(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
+    redis.cli(['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      cache.remember('s', ['t:full'], 'learned while full');
+      await until(() => cache.stats().storeWriteErrors === 1);
+      expect(cache.lookup('s', ['t:full'])).toBe('learned while full');
+      const other = cacheOn(redis);
+      await other.store.ready();
+      expect(await other.cache.prefetch('s', ['t:before', 't:full'])).toBe(1);
+      expect(other.cache.lookup('s', ['t:before'])).toBe('learned before');
+      expect(other.cache.stats().storeReadErrors).toBe(0);
+      redis.cli(['CONFIG', 'SET', 'maxmemory', '0']);
+      redis.cli(['FLUSHALL']);
+      expect(await other.cache.prefetch('s', ['t:gone'])).toBe(0);
+      expect(other.cache.stats().storeReadErrors).toBe(0);
+      await other.cache.close();
+    } finally {
+      redis.cli(['CONFIG', 'SET', 'maxmemory', '0']);
+    }
+    await cache.close();
+  });
+
   it('describes a URL without its credentials and tells auth, TLS and reachability failures apart', () => {
     expect(describeRedisUrl(new URL('rediss://user:hunter2@cache.internal:6380/3'))).toBe('rediss://cache.internal:6380/3');
     expect(describeRedisUrl(new URL('redis://:pw@127.0.0.1'))).toBe('redis://127.0.0.1:6379');
