@@ -6,8 +6,10 @@
  * --metrics-open. The status page has no JavaScript (it reloads itself with a
  * meta refresh), so a plain fetch reads exactly what a browser shows.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIALECTS } from '../../src/dialects.js';
 import { renderMetrics, escapeLabel } from '../../src/proxy/metrics.js';
 import { Histogram, newCounters, newMetrics } from '../../src/stats.js';
 import { runAnthropicConversation } from '../support/anthropic-conversation.js';
@@ -60,6 +62,20 @@ describe('the Prometheus reader used below', () => {
     expect(valueOf(families, 'mimo_proxy_time_to_first_byte_seconds_count', { surface: 'chat' })).toBe(5);
     expect(valueOf(families, 'mimo_proxy_time_to_first_byte_seconds_sum', { surface: 'chat' })).toBeCloseTo(7.605, 6);
     expect(valueOf(families, 'mimo_proxy_open_connections')).toBe(3);
+  });
+});
+
+describe('the documented label values', () => {
+  it('name every surface a request is counted under (each dialect, and other), in the README and the family\'s help', () => {
+    const surfaces = [...DIALECTS.map((route) => route.dialect.name), 'other'].sort();
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const row = readme.split('\n').find((line) => line.startsWith('| `mimo_proxy_requests_total` |'));
+    const documented = [...(row?.split('`surface`')[1]?.split('`route`')[0]?.matchAll(/`([a-z]+)`/g) ?? [])].map((m) => m[1]).sort();
+    expect(documented).toEqual(surfaces);
+    const help = renderMetrics({ counters: newCounters(), metrics: newMetrics(), cache: { entries: 0, bytes: 0, hits: 0, misses: 0, storeHits: 0, persisted: false, storeEntries: 0, storeBytes: 0, storeReadErrors: 0, storeWriteErrors: 0 }, store: { kind: 'memory' }, storeLatency: new Histogram([1]), openConnections: 0, startedAt: 0, version: '0' })
+      .split('\n')
+      .find((line) => line.startsWith('# HELP mimo_proxy_requests_total '));
+    for (const surface of surfaces) expect(help).toContain(surface);
   });
 });
 
