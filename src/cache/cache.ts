@@ -206,7 +206,8 @@ export class ReasoningCache {
    * Asks the shared store about `keys` (all but those memory knows as conflicted), in one call
    * bounded by the store's timeout, and brings memory up to date: a text memory lacks is loaded
    * (for what is left of its stored lifetime); a key the store knows as conflicted, or under
-   * another text than memory's (another instance learned it since), becomes conflicted here too.
+   * another text than memory's (another instance learned it since), becomes conflicted here too
+   * (and in the store, which memory's text is written to: Redis may have lost it).
    * Resolves with how many keys changed in memory; 0 when the store failed (counted, warned).
    * Never rejects.
    */
@@ -228,6 +229,11 @@ export class ReasoningCache {
     for (const [full, value] of found) {
       if (this.#conflicts.has(full)) continue;
       const known = this.#textOf(full);
+      if (value !== 'conflicted' && known !== undefined && !sameReasoning(known, value.reasoning)) {
+        // Redis lost memory's text (a restart, an eviction) and another was learned since: write
+        // memory's text too, so the store holds the conflict and the other instances honour it.
+        shared.put([full], known, this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
+      }
       if (value === 'conflicted' || (known !== undefined && !sameReasoning(known, value.reasoning))) {
         this.#markConflicted(full);
         changed++;

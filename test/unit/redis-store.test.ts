@@ -144,6 +144,38 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     await cache.close();
   });
 
+  it('two proxies learning different texts under one key at the same moment: the conflict wins on both', async () => {
+    const a = cacheOn(redis);
+    const b = cacheOn(redis);
+    await Promise.all([a.store.ready(), b.store.ready()]);
+    a.cache.remember('s', ['c:race'], 'text of a');
+    b.cache.remember('s', ['c:race'], 'text of b');
+    await until(() => redis.cli(['GET', redisKey(fullKey('s', 'c:race'))]) === '!');
+    // Whichever wrote first still holds its text in memory until it asks Redis (prefetch does).
+    await Promise.all([a.cache.prefetch('s', ['c:race']), b.cache.prefetch('s', ['c:race'])]);
+    expect(a.cache.lookup('s', ['c:race'])).toBeUndefined();
+    expect(b.cache.lookup('s', ['c:race'])).toBeUndefined();
+    await Promise.all([a.cache.close(), b.cache.close()]);
+  });
+
+  it('Redis lost its data (a restart, FLUSHALL) while a proxy still holds a text: another text learned since conflicts on both proxies', async () => {
+    const a = cacheOn(redis);
+    const b = cacheOn(redis);
+    await Promise.all([a.store.ready(), b.store.ready()]);
+    a.cache.remember('s', ['c:lost'], 'text of a');
+    await until(() => redis.cli(['EXISTS', redisKey(fullKey('s', 'c:lost'))]) === '1');
+    redis.cli(['FLUSHALL']);
+    b.cache.remember('s', ['c:lost'], 'text of b');
+    await until(() => redis.cli(['EXISTS', redisKey(fullKey('s', 'c:lost'))]) === '1');
+    // A sees another text than its own: conflicted here, and Redis is told, so B learns it too.
+    expect(await a.cache.prefetch('s', ['c:lost'])).toBe(1);
+    expect(a.cache.lookup('s', ['c:lost'])).toBeUndefined();
+    await until(() => redis.cli(['GET', redisKey(fullKey('s', 'c:lost'))]) === '!');
+    expect(await b.cache.prefetch('s', ['c:lost'])).toBe(1);
+    expect(b.cache.lookup('s', ['c:lost'])).toBeUndefined();
+    await Promise.all([a.cache.close(), b.cache.close()]);
+  });
+
   it('describes a URL without its credentials and tells auth, TLS and reachability failures apart', () => {
     expect(describeRedisUrl(new URL('rediss://user:hunter2@cache.internal:6380/3'))).toBe('rediss://cache.internal:6380/3');
     expect(describeRedisUrl(new URL('redis://:pw@127.0.0.1'))).toBe('redis://127.0.0.1:6379');
