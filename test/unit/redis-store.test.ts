@@ -4,10 +4,12 @@
  * keys, no credential, the TTL), the conflict rule across two caches (two
  * proxies) and across a restart, and what prefetch brings back.
  */
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReasoningCache, fullKey } from '../../src/cache/cache.js';
 import { CALL_TIMEOUT_MS, MAX_IN_FLIGHT, REDIS_PREFIX, RedisStore, classifyRedisFailure, describeRedisUrl, redisKey } from '../../src/cache/redis.js';
 import { createLogger } from '../../src/log.js';
+import { makeTestCa } from '../support/pki.js';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const LIMITS = { maxEntries: 1000, maxBytes: 10 * 1024 * 1024, ttlMs: 60_000 };
@@ -195,6 +197,30 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     expect(performance.now() - started).toBeLessThan(20);
     expect(cache.stats().storeReadErrors).toBe(1);
     expect(lines.some((l) => l.includes('reasoning store read failed'))).toBe(true);
+  });
+});
+
+describe.skipIf(!hasRedisServer)('the Redis store over TLS', () => {
+  it('refuses a trusted certificate issued for another name (REDIS_TLS, memory only); the same CA with the right name connects', async () => {
+    const ca = makeTestCa('mimo-proxy test Redis CA');
+    const secureContext = tls.createSecureContext({ ca: ca.certPem });
+    const redis = await startRedisServer({ tlsCa: ca, tlsNames: ['redis.internal'] });
+    const right = await startRedisServer({ tlsCa: ca });
+    const lines: string[] = [];
+    const log = createLogger('debug', (line) => void lines.push(line));
+    const wrong = new RedisStore({ url: new URL(redis.url), log, secureContext });
+    const ok = new RedisStore({ url: new URL(right.url), log: createLogger('silent'), secureContext });
+    try {
+      await Promise.all([wrong.ready(), ok.ready()]);
+      expect(wrong.status()).toMatchObject({ state: 'down', problem: 'REDIS_TLS' });
+      expect(lines.some((l) => l.includes('code=REDIS_TLS') && l.includes('ERR_TLS_CERT_ALTNAME_INVALID'))).toBe(true);
+      await expect(wrong.find(['k'])).rejects.toThrow();
+      expect(ok.status()).toMatchObject({ state: 'connected' });
+      expect((await ok.find(['k'])).size).toBe(0);
+    } finally {
+      await Promise.all([wrong.close(), ok.close()]);
+      await Promise.all([redis.dispose(), right.dispose()]);
+    }
   });
 });
 
