@@ -4,6 +4,7 @@
  * keys, no credential, the TTL), the conflict rule across two caches (two
  * proxies) and across a restart, and what prefetch brings back.
  */
+import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReasoningCache, fullKey } from '../../src/cache/cache.js';
@@ -197,6 +198,80 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     expect(performance.now() - started).toBeLessThan(20);
     expect(cache.stats().storeReadErrors).toBe(1);
     expect(lines.some((l) => l.includes('reasoning store read failed'))).toBe(true);
+  });
+});
+
+/**
+ * A relay in front of a real redis-server that delays its replies, or cuts the connection
+ * halfway through the next one.
+ */
+async function replyRelay(port: number): Promise<{ port: number; delayMs: number; cutNext: boolean; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const relay = { port: 0, delayMs: 0, cutNext: false, close: () => new Promise<void>((resolve) => {
+    for (const socket of sockets) socket.destroy();
+    server.close(() => resolve());
+  }) };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (data) => upstream.write(data));
+    upstream.on('data', (data: Buffer) => {
+      if (relay.cutNext && data.length > 1) {
+        relay.cutNext = false;
+        client.end(data.subarray(0, data.length >> 1), () => client.destroy());
+        return;
+      }
+      setTimeout(() => client.writable && client.write(data), relay.delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  relay.port = (server.address() as net.AddressInfo).port;
+  return relay;
+}
+
+describe.skipIf(!hasRedisServer)('the Redis store behind a slow or cut connection', () => {
+  it(`answers a reply ${CALL_TIMEOUT_MS - 30} ms late, misses (counted) one ${CALL_TIMEOUT_MS + 30} ms late within the bound, and a reply cut halfway is a miss, then reconnects`, async () => {
+    const redis = await startRedisServer();
+    const relay = await replyRelay(redis.port);
+    const store = new RedisStore({ url: new URL(`redis://127.0.0.1:${relay.port}`), log: createLogger('silent') });
+    const reader = (): ReasoningCache => new ReasoningCache({ limits: LIMITS, shared: store });
+    try {
+      await store.ready();
+      await store.put([fullKey('s', 'c:slow')], 'a slow text', 60_000);
+      relay.delayMs = CALL_TIMEOUT_MS - 30;
+      const under = reader();
+      expect(await under.prefetch('s', ['c:slow'])).toBe(1);
+      expect(under.lookup('s', ['c:slow'])).toBe('a slow text');
+
+      relay.delayMs = CALL_TIMEOUT_MS + 30;
+      const over = reader();
+      const started = performance.now();
+      expect(await over.prefetch('s', ['c:slow'])).toBe(0);
+      expect(performance.now() - started).toBeLessThan(CALL_TIMEOUT_MS + 28);
+      expect(over.stats().storeReadErrors).toBe(1);
+      // The late reply arrives and is dropped; the connection carries on.
+      await new Promise((resolve) => setTimeout(resolve, 60));
+
+      relay.delayMs = 0;
+      relay.cutNext = true;
+      const cut = reader();
+      expect(await cut.prefetch('s', ['c:slow'])).toBe(0);
+      expect(cut.stats().storeReadErrors).toBe(1);
+      await until(() => store.status().state === 'connected', 3000);
+      expect(await cut.prefetch('s', ['c:slow'])).toBe(1);
+      expect(cut.lookup('s', ['c:slow'])).toBe('a slow text');
+    } finally {
+      await store.close();
+      await relay.close();
+      await redis.dispose();
+    }
   });
 });
 
