@@ -207,7 +207,7 @@ export class ReasoningCache {
    * bounded by the store's timeout, and brings memory up to date: a text memory lacks is loaded
    * (for what is left of its stored lifetime); a key the store knows as conflicted, or under
    * another text than memory's (another instance learned it since), becomes conflicted here too
-   * (and in the store, which memory's text is written to: Redis may have lost it).
+   * (and in the store, which may have lost memory's text).
    * Resolves with how many keys changed in memory; 0 when the store failed (counted, warned).
    * Never rejects.
    */
@@ -230,9 +230,9 @@ export class ReasoningCache {
       if (this.#conflicts.has(full)) continue;
       const known = this.#textOf(full);
       if (value !== 'conflicted' && known !== undefined && !sameReasoning(known, value.reasoning)) {
-        // Redis lost memory's text (a restart, an eviction) and another was learned since: write
-        // memory's text too, so the store holds the conflict and the other instances honour it.
-        shared.put([full], known, this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
+        // Redis lost memory's text (a restart, an eviction) and another was learned since: the
+        // store is told of the conflict, so the other instances honour it too.
+        shared.conflict([full], this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
       }
       if (value === 'conflicted' || (known !== undefined && !sameReasoning(known, value.reasoning))) {
         this.#markConflicted(full);
@@ -278,6 +278,9 @@ export class ReasoningCache {
         },
         (err: unknown) => this.#warn('write', err),
       );
+      // What memory knows conflicted, the store may have lost (a restart, an eviction): tell it
+      // after the write (same connection, in order), so no instance gets the new text there.
+      if (conflicted.size > 0) this.#shared.conflict([...conflicted], this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
     }
     for (const full of conflicted) this.#markConflicted(full);
     const kept = fullKeys.filter((full) => !conflicted.has(full));

@@ -116,6 +116,8 @@ export interface SharedStore {
   find(fullKeys: readonly string[]): Promise<Map<string, StoredReasoning | 'conflicted'>>;
   /** Learn `reasoning` under `fullKeys` for `ttlMs`; resolves with the keys conflicted after it. */
   put(fullKeys: readonly string[], reasoning: string, ttlMs: number): Promise<string[]>;
+  /** Mark `fullKeys` conflicted for `ttlMs` (what this instance knows and the store may have lost). */
+  conflict(fullKeys: readonly string[], ttlMs: number): Promise<void>;
   status(): SharedStoreStatus;
   /** Seconds per call, reads and writes. */
   readonly latency: Histogram;
@@ -331,6 +333,12 @@ export class RedisStore implements SharedStore {
     if (fullKeys.length === 0) return [];
     const conflicted = await this.#call(() => (this.#client as unknown as Scripts).mimoPut(fullKeys.length, ...fullKeys.map(redisKey), redisValue(reasoning), String(Math.max(1, Math.round(ttlMs)))));
     return conflicted.map((i) => fullKeys[Number(i) - 1]).filter((k): k is string => k !== undefined);
+  }
+
+  async conflict(fullKeys: readonly string[], ttlMs: number): Promise<void> {
+    if (fullKeys.length === 0) return;
+    // The marker as the value: unequal to every text's hash, so the script sets it on every key.
+    await this.#call(() => (this.#client as unknown as Scripts).mimoPut(fullKeys.length, ...fullKeys.map(redisKey), CONFLICTED, String(Math.max(1, Math.round(ttlMs)))));
   }
 
   async close(): Promise<void> {
