@@ -206,7 +206,8 @@ export class ReasoningCache {
    * Asks the shared store about `keys` (all but those memory knows as conflicted), in one call
    * bounded by the store's timeout, and brings memory up to date: a text memory lacks is loaded
    * (for what is left of its stored lifetime); a key the store knows as conflicted, or under
-   * another text than memory's (another instance learned it since), becomes conflicted here too.
+   * another text than memory's (another instance learned it since), becomes conflicted here too
+   * (and in the store, which may have lost memory's text).
    * Resolves with how many keys changed in memory; 0 when the store failed (counted, warned).
    * Never rejects.
    */
@@ -228,6 +229,11 @@ export class ReasoningCache {
     for (const [full, value] of found) {
       if (this.#conflicts.has(full)) continue;
       const known = this.#textOf(full);
+      if (value !== 'conflicted' && known !== undefined && !sameReasoning(known, value.reasoning)) {
+        // Redis lost memory's text (a restart, an eviction) and another was learned since: the
+        // store is told of the conflict, so the other instances honour it too.
+        shared.conflict([full], this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
+      }
       if (value === 'conflicted' || (known !== undefined && !sameReasoning(known, value.reasoning))) {
         this.#markConflicted(full);
         changed++;
@@ -272,6 +278,9 @@ export class ReasoningCache {
         },
         (err: unknown) => this.#warn('write', err),
       );
+      // What memory knows conflicted, the store may have lost (a restart, an eviction): tell it
+      // after the write (same connection, in order), so no instance gets the new text there.
+      if (conflicted.size > 0) this.#shared.conflict([...conflicted], this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
     }
     for (const full of conflicted) this.#markConflicted(full);
     const kept = fullKeys.filter((full) => !conflicted.has(full));

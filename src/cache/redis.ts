@@ -8,7 +8,8 @@
  * Keys: PREFIX + sha256(full key), full key = credential-scope hash NUL turn
  * key (cache.ts fullKey): never a raw API key, never text, fixed length, and
  * one Redis can hold several tools' data and be inspected (SCAN mimo-proxy:*).
- * Value: sha256 hex of the trimmed text, then the text; CONFLICTED ("!") when
+ * Value: sha256 hex of the trimmed text, then the text (checked on every read:
+ * anything else under the prefix is a miss); CONFLICTED ("!") when
  * two different texts were learned under the key. Every key expires with the
  * cache TTL (PX), conflict markers too, so Redis never grows without bound
  * even without maxmemory.
@@ -55,12 +56,15 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const CONFLICTED = '!';
 const HASH_CHARS = 64;
 
-/** Reads each key's value and remaining life in one round trip. */
+/**
+ * Reads each key's value and remaining life in one round trip. A key of another type under the
+ * prefix (not ours) reads as absent instead of failing the whole call (redis.pcall).
+ */
 const FIND_SCRIPT = `
 local out = {}
 for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  if value then
+  local value = redis.pcall('GET', key)
+  if type(value) == 'string' then
     out[#out + 1] = value
     out[#out + 1] = redis.call('PTTL', key)
   else
@@ -72,15 +76,18 @@ return out`;
 
 /**
  * Learns ARGV[1] (hash..text) under KEYS for ARGV[2] ms; returns the keys that are conflicted
- * after it (1-based indexes). Same text: the later expiry wins. Another text: the marker.
+ * after it (1-based indexes). Same text: the later expiry wins. Another text: the marker. A key
+ * of another type under the prefix is not ours: left as it is, the other keys still learned.
  */
 const PUT_SCRIPT = `
 local value, ttl = ARGV[1], tonumber(ARGV[2])
 local hash = string.sub(value, 1, ${HASH_CHARS})
 local conflicted = {}
 for i, key in ipairs(KEYS) do
-  local old = redis.call('GET', key)
-  if not old then
+  local old = redis.pcall('GET', key)
+  if type(old) == 'table' then
+    -- WRONGTYPE: not a value of ours.
+  elseif not old then
     redis.call('SET', key, value, 'PX', ttl)
   elseif old == '${CONFLICTED}' or string.sub(old, 1, ${HASH_CHARS}) ~= hash then
     redis.call('SET', key, '${CONFLICTED}', 'PX', math.max(ttl, redis.call('PTTL', key)))
@@ -109,6 +116,8 @@ export interface SharedStore {
   find(fullKeys: readonly string[]): Promise<Map<string, StoredReasoning | 'conflicted'>>;
   /** Learn `reasoning` under `fullKeys` for `ttlMs`; resolves with the keys conflicted after it. */
   put(fullKeys: readonly string[], reasoning: string, ttlMs: number): Promise<string[]>;
+  /** Mark `fullKeys` conflicted for `ttlMs` (what this instance knows and the store may have lost). */
+  conflict(fullKeys: readonly string[], ttlMs: number): Promise<void>;
   status(): SharedStoreStatus;
   /** Seconds per call, reads and writes. */
   readonly latency: Histogram;
@@ -134,8 +143,17 @@ export function redisKey(fullKey: string): string {
   return REDIS_PREFIX + createHash('sha256').update(fullKey, 'utf8').digest('hex');
 }
 
+function textHash(reasoning: string): string {
+  return createHash('sha256').update(reasoning.trim(), 'utf8').digest('hex');
+}
+
 function redisValue(reasoning: string): string {
-  return createHash('sha256').update(reasoning.trim(), 'utf8').digest('hex') + reasoning;
+  return textHash(reasoning) + reasoning;
+}
+
+/** A value this store wrote: its text's hash leads it. Anything else under the prefix is a miss, never a text to put back. */
+function isOurValue(value: string): boolean {
+  return value.length >= HASH_CHARS && textHash(value.slice(HASH_CHARS)) === value.slice(0, HASH_CHARS);
 }
 
 /**
@@ -306,7 +324,7 @@ export class RedisStore implements SharedStore {
       const ttl = Number(reply[2 * i + 1]);
       if (typeof value !== 'string' || value === '' || !(ttl > 0)) return;
       if (value === CONFLICTED) found.set(full, 'conflicted');
-      else if (value.length >= HASH_CHARS) found.set(full, { reasoning: value.slice(HASH_CHARS), expiresAt: now + ttl });
+      else if (isOurValue(value)) found.set(full, { reasoning: value.slice(HASH_CHARS), expiresAt: now + ttl });
     });
     return found;
   }
@@ -315,6 +333,12 @@ export class RedisStore implements SharedStore {
     if (fullKeys.length === 0) return [];
     const conflicted = await this.#call(() => (this.#client as unknown as Scripts).mimoPut(fullKeys.length, ...fullKeys.map(redisKey), redisValue(reasoning), String(Math.max(1, Math.round(ttlMs)))));
     return conflicted.map((i) => fullKeys[Number(i) - 1]).filter((k): k is string => k !== undefined);
+  }
+
+  async conflict(fullKeys: readonly string[], ttlMs: number): Promise<void> {
+    if (fullKeys.length === 0) return;
+    // The marker as the value: unequal to every text's hash, so the script sets it on every key.
+    await this.#call(() => (this.#client as unknown as Scripts).mimoPut(fullKeys.length, ...fullKeys.map(redisKey), CONFLICTED, String(Math.max(1, Math.round(ttlMs)))));
   }
 
   async close(): Promise<void> {

@@ -292,6 +292,13 @@ export function parseStore(text: string): URL | undefined {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw bad(`the scheme must be redis: or rediss:, not ${url.protocol}`);
   if (url.hostname === '') throw bad('it names no host');
   if (url.search || url.hash) throw bad('it has a query or fragment');
+  try {
+    // The store decodes them so; a stray % would otherwise stop startup with no word of --store.
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw bad('its user name or password has a % that does not start an escape (write % as %25)');
+  }
   const db = url.pathname.replace(/^\/+/, '');
   if (db !== '' && !/^\d{1,5}$/.test(db)) throw bad('the path must be a database number such as /0');
   return url;

@@ -30,7 +30,10 @@ export async function startCommand(argv: readonly string[], io: CommandIo): Prom
   io.stdout(`  providers:      ${config.providers.map((provider) => provider.id).join(', ')}\n`);
   io.stdout(`  intercepting ${config.domains.join(', ')} and subdomains; all other hosts are tunnelled untouched\n`);
   io.stdout(`  CA certificate: ${proxy.ca.caCertPath}\n  CA SHA-256:     ${proxy.ca.fingerprint256}\n`);
-  io.stdout(`  reasoning cache: ${config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)'}; on a miss: ${config.degrade}\n`);
+  // A Redis --store replaces the file in --data: name it (host:port/db, never its password).
+  const { store } = proxy.status();
+  const kept = store.kind === 'redis' ? `shared on ${store.where}` : config.persist ? `persistent in ${config.dataDir}` : 'memory only (--no-persist)';
+  io.stdout(`  reasoning cache: ${kept}; on a miss: ${config.degrade}\n`);
   io.stdout(`  direct mode:    ${proxy.url}/v1 as a base URL forwards to ${config.upstream.href}\n`);
   io.stdout(`\nActivate a shell (every client started from it goes through the proxy):\n`);
   io.stdout(`  eval "$(npx mimo-proxy env --port ${proxy.port})"\n`);

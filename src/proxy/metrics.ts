@@ -93,7 +93,7 @@ export function renderMetrics(s: MetricsSnapshot): string {
 
   w.family('mimo_proxy_info', 'gauge', 'Version of the running proxy (always 1).').sample('mimo_proxy_info', { version: s.version }, 1);
 
-  w.family('mimo_proxy_requests_total', 'counter', 'Requests relayed, by surface (chat, anthropic, other) and route (intercept, direct, passthrough).');
+  w.family('mimo_proxy_requests_total', 'counter', 'Requests relayed, by surface (chat, anthropic, responses, other) and route (intercept, direct, passthrough).');
   for (const [key, value] of [...metrics.requests].sort()) {
     const [surface = 'other', route = 'other'] = key.split(' ');
     w.sample('mimo_proxy_requests_total', { surface, route }, value);

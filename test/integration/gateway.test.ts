@@ -8,8 +8,10 @@
  * restarted, wrong password, TLS failure) may fail a request or hold it past
  * the store's bound.
  */
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ReasoningCache } from '../../src/cache/cache.js';
 import { CALL_TIMEOUT_MS, RedisStore } from '../../src/cache/redis.js';
@@ -20,11 +22,12 @@ import { credentialScope } from '../../src/reasoning/scope.js';
 import { sendMessages, type Turn as AnthropicTurn } from '../support/anthropic-conversation.js';
 import { sendChat, type ChatMessage } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { freePort } from '../support/net.js';
 import { makeTestCa, type TestCa } from '../support/pki.js';
 import { parsePrometheus, valueOf } from '../support/prometheus.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
+import { spawnProxy } from '../support/proxy-process.js';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
@@ -379,6 +382,57 @@ describe.skipIf(!hasRedisServer)('Redis faults', () => {
       expect(trusted.proxy.status().store).toMatchObject({ state: 'connected', problem: undefined });
     } finally {
       await trusted.stop();
+    }
+  });
+});
+
+describe('the real CLI process on a store that is not a working Redis', () => {
+  it('answered nil to every command (it looks connected), then a 1 GB reply header and a hang-up: every request 200, the failures counted, the process lives', async () => {
+    const replies = { now: '*-1\r\n' };
+    const sockets = new Set<net.Socket>();
+    const impostor = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('data', () => {
+        socket.write(replies.now);
+        if (replies.now.startsWith('$')) socket.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    const fake = await startFakeMimo({ toolRounds: 2 });
+    const dir = tempDir('gateway-cli');
+    const port = (impostor.address() as net.AddressInfo).port;
+    const proxy = await spawnProxy(['--certs', path.join(dir, 'certs'), ...upstreamArgs(fake), '--store', `redis://127.0.0.1:${port}`]);
+    const agent = new ConnectAgent({ host: '127.0.0.1', port: proxy.port });
+    try {
+      const ca = readFileSync(path.join(dir, 'certs', 'ca.pem'), 'utf8');
+      const chat = async (key: string): Promise<number[]> => {
+        const messages: ChatMessage[] = [{ role: 'user', content: '北京今天天气怎么样？' }];
+        const statuses: number[] = [];
+        for (let round = 0; round < 4; round++) {
+          const turn = await sendChat({ url: CHAT, agent, ca, key, stream: round % 2 === 0 }, messages);
+          statuses.push(turn.response.status);
+          const calls = turn.message?.tool_calls ?? [];
+          if (!turn.message || calls.length === 0) break;
+          messages.push({ role: 'assistant', content: turn.message.content ?? '', tool_calls: calls });
+          for (const call of calls) messages.push({ role: 'tool', tool_call_id: call.id, content: '晴' });
+        }
+        return statuses;
+      };
+      expect(await chat('sk-nil-store')).toEqual([200, 200, 200]);
+      const families = parsePrometheus((await request(`${proxy.url}/metrics`, { agent: new http.Agent() })).text);
+      expect(valueOf(families, 'mimo_proxy_store_errors_total', { op: 'write' })).toBeGreaterThan(0);
+      replies.now = '$1073741824\r\n';
+      expect(await chat('sk-huge-store')).toEqual([200, 200, 200]);
+      expect(proxy.alive()).toBe(true);
+      expect((await request(`${proxy.url}/health`, { agent: new http.Agent() })).status).toBe(200);
+    } finally {
+      agent.destroy();
+      await proxy.stop();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => impostor.close(resolve));
+      await fake.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

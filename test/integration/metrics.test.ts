@@ -6,14 +6,17 @@
  * --metrics-open. The status page has no JavaScript (it reloads itself with a
  * meta refresh), so a plain fetch reads exactly what a browser shows.
  */
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIALECTS } from '../../src/dialects.js';
 import { renderMetrics, escapeLabel } from '../../src/proxy/metrics.js';
 import { Histogram, newCounters, newMetrics } from '../../src/stats.js';
 import { runAnthropicConversation } from '../support/anthropic-conversation.js';
 import { runConversation } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, startRig, stopRig, upstreamArgs, type Rig } from '../support/harness.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Rig } from '../support/harness.js';
 import { parsePrometheus, valueOf } from '../support/prometheus.js';
 import { request } from '../support/proxy-client.js';
 
@@ -60,6 +63,20 @@ describe('the Prometheus reader used below', () => {
     expect(valueOf(families, 'mimo_proxy_time_to_first_byte_seconds_count', { surface: 'chat' })).toBe(5);
     expect(valueOf(families, 'mimo_proxy_time_to_first_byte_seconds_sum', { surface: 'chat' })).toBeCloseTo(7.605, 6);
     expect(valueOf(families, 'mimo_proxy_open_connections')).toBe(3);
+  });
+});
+
+describe('the documented label values', () => {
+  it('name every surface a request is counted under (each dialect, and other), in the README and the family\'s help', () => {
+    const surfaces = [...DIALECTS.map((route) => route.dialect.name), 'other'].sort();
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const row = readme.split('\n').find((line) => line.startsWith('| `mimo_proxy_requests_total` |'));
+    const documented = [...(row?.split('`surface`')[1]?.split('`route`')[0]?.matchAll(/`([a-z]+)`/g) ?? [])].map((m) => m[1]).sort();
+    expect(documented).toEqual(surfaces);
+    const help = renderMetrics({ counters: newCounters(), metrics: newMetrics(), cache: { entries: 0, bytes: 0, hits: 0, misses: 0, storeHits: 0, persisted: false, storeEntries: 0, storeBytes: 0, storeReadErrors: 0, storeWriteErrors: 0 }, store: { kind: 'memory' }, storeLatency: new Histogram([1]), openConnections: 0, startedAt: 0, version: '0' })
+      .split('\n')
+      .find((line) => line.startsWith('# HELP mimo_proxy_requests_total '));
+    for (const surface of surfaces) expect(help).toContain(surface);
   });
 });
 
@@ -154,6 +171,23 @@ describe('GET /metrics after real traffic', () => {
   });
 });
 
+describe('the status page', () => {
+  it('escapes what it prints: a certs folder named with markup shows as text, no tag of it reaches the page', async () => {
+    const parent = tempDir('status-escape');
+    const certsDir = path.join(parent, `<script>alert("x")</script><img src=x onerror='y'>&amp;`);
+    const h = await startHarness(['--no-persist'], { certsDir });
+    try {
+      const page = await request(`${h.proxy.url}/`, { agent: new http.Agent(), headers: { accept: 'text/html' } });
+      expect(page.status).toBe(200);
+      expect(page.text).not.toMatch(/<script|<img|onerror='/i);
+      expect(page.text).toContain('&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62;&#60;img src=x onerror=&#39;y&#39;&#62;&#38;amp;');
+    } finally {
+      await h.stop();
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('/metrics with --auth', () => {
   let fake: FakeMimo;
   beforeAll(async () => {
@@ -175,6 +209,31 @@ describe('/metrics with --auth', () => {
       expect(() => parsePrometheus(scraped.text)).not.toThrow();
       expect((await request(`${h.proxy.url}/metrics`, { agent, headers: { 'proxy-authorization': basic('scrape:pa55') } })).status).toBe(200);
       expect((await request(`${h.proxy.url}/health`, { agent })).status).toBe(200);
+      agent.destroy();
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('guards every way of asking: a query string, HEAD, another scheme or the user alone get nothing; HEAD with them gets the headers; POST is no page', async () => {
+    const h = await startHarness([...upstreamArgs(fake), '--no-persist', '--auth', 'scrape:pa55']);
+    try {
+      const agent = new http.Agent();
+      const get = (suffix: string, headers: Record<string, string> = {}, method = 'GET') => request(`${h.proxy.url}${suffix}`, { agent, method, headers });
+      expect((await get('/metrics?format=prometheus')).status).toBe(401);
+      expect((await get('/metrics', {}, 'HEAD')).status).toBe(401);
+      expect((await get('/metrics', { authorization: 'Bearer scrape:pa55' })).status).toBe(401);
+      expect((await get('/metrics', { authorization: basic('scrape') })).status).toBe(401);
+      expect((await get('/metrics', { authorization: basic('scrape:pa55x') })).status).toBe(401);
+      expect((await get('/metrics', { authorization: `${basic('scrape:pa55')}, ${basic('x:y')}` })).status).toBe(401);
+      expect((await get('/metrics', { authorization: `basic  ${Buffer.from('scrape:pa55').toString('base64')}` })).status).toBe(200);
+      const head = await get('/metrics', { authorization: basic('scrape:pa55') }, 'HEAD');
+      expect(head.status).toBe(200);
+      expect(Number(head.headers['content-length'])).toBeGreaterThan(1000);
+      expect(head.text).toBe('');
+      const post = await get('/metrics', { authorization: basic('scrape:pa55') }, 'POST');
+      expect(post.status).toBe(404);
+      expect(post.text).not.toContain('mimo_proxy_requests_total');
       agent.destroy();
     } finally {
       await h.stop();

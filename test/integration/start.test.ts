@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/harness.js';
 import { runNode, type NodeRun } from '../support/node-run.js';
 import { spawnProxy } from '../support/proxy-process.js';
+import { hasRedisServer, startRedisServer } from '../support/redis-server.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
@@ -44,6 +45,23 @@ describe('mimo-proxy start', () => {
       expect(proxy.alive()).toBe(true);
     } finally {
       await proxy.stop();
+    }
+  });
+
+  it.runIf(hasRedisServer)('names a Redis --store as where reasoning is kept, without its password (not the data folder it does not use)', async () => {
+    const password = 'p@ss:w/rd#%-hunter2';
+    const redis = await startRedisServer({ password });
+    try {
+      const store = `redis://:${encodeURIComponent(password)}@127.0.0.1:${redis.port}/0`;
+      const run = await cli(['start', '--port', '0', '--certs', path.join(dir, 'redis')], { until: /Stop: Ctrl-C/, env: { MIMO_PROXY_STORE: store } });
+      expect(run.stdout).toContain(`reasoning cache: shared on redis://127.0.0.1:${redis.port}/0;`);
+      expect(run.stdout).not.toContain('persistent in');
+      expect(run.stderr).toContain('Redis connected');
+      expect(run.stdout + run.stderr).not.toContain('hunter2');
+      expect(run.stdout + run.stderr).not.toContain(encodeURIComponent(password));
+      expect(run.code).toBe(0);
+    } finally {
+      await redis.dispose();
     }
   });
 

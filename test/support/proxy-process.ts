@@ -25,9 +25,9 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
-/** `mimo-proxy start --port 0 --no-persist ARGS`, optionally under `ulimit -n fileLimit`. */
+/** `mimo-proxy start --port 0 --no-persist ARGS` (without --no-persist beside a --store), optionally under `ulimit -n fileLimit`. */
 export async function spawnProxy(args: string[], options: { fileLimit?: number } = {}): Promise<ProxyProcess> {
-  const argv = [CLI, 'start', '--port', '0', '--no-persist', ...args];
+  const argv = [CLI, 'start', '--port', '0', ...(args.includes('--store') ? [] : ['--no-persist']), ...args];
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!/^MIMO_PROXY_|proxy$/i.test(name)) env[name] = value;
   const child =

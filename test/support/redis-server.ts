@@ -20,6 +20,8 @@ export interface RedisServerOptions {
   password?: string;
   /** Serve TLS (only) with a certificate for 127.0.0.1 from this CA. */
   tlsCa?: TestCa;
+  /** The names that certificate is for (default 127.0.0.1 and localhost). */
+  tlsNames?: string[];
   /** This port instead of a free one (a server that comes up where a proxy already looks). */
   port?: number;
 }
@@ -65,7 +67,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'];
   if (options.password) args.push('--requirepass', options.password);
   if (options.tlsCa) {
-    const leaf = options.tlsCa.issue(['127.0.0.1', 'localhost']);
+    const leaf = options.tlsCa.issue(options.tlsNames ?? ['127.0.0.1', 'localhost']);
     writeFileSync(path.join(dir, 'cert.pem'), leaf.certPem);
     writeFileSync(path.join(dir, 'key.pem'), leaf.keyPem, { mode: 0o600 });
     args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', path.join(dir, 'cert.pem'), '--tls-key-file', path.join(dir, 'key.pem'), '--tls-auth-clients', 'no');

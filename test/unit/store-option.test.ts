@@ -40,6 +40,18 @@ describe('--store', () => {
     }
   });
 
+  it('refuses a user name or password whose % is not an escape (write % as %25), naming --store and the fix, never the value', () => {
+    for (const bad of ['redis://:p%zz-hunter2@127.0.0.1:6379', 'redis://u%E0%A4%A:hunter2@127.0.0.1', 'rediss://u:hunter2%@h:6380/1']) {
+      const err = failure(() => parseStore(bad));
+      expect(err.code).toBe('BAD_OPTION');
+      expect(err.format()).toMatch(/^ERROR: --store is not valid: .*%25.*\. Fix: pass sqlite, or redis:\/\//);
+      expect(err.format()).not.toContain('hunter2');
+    }
+    // Escaped, every character a password may hold reaches Redis as written.
+    expect(decodeURIComponent(parseStore('redis://:p%40ss%3Aw%2Frd%23%25%20x@127.0.0.1')!.password)).toBe('p@ss:w/rd#% x');
+    expect(decodeURIComponent(parseStore('redis://:p@ss@127.0.0.1')!.password)).toBe('p@ss');
+  });
+
   it('refuses --no-persist beside a Redis store: they say opposite things', () => {
     const err = failure(() => config(['--store', 'redis://127.0.0.1:6379', '--no-persist']));
     expect(err.format()).toContain('--no-persist and a Redis --store contradict each other');
