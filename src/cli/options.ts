@@ -73,7 +73,7 @@ export const OPTIONS: OptionSpecs = {
   'no-persist': { kind: 'bool', help: 'keep the cache in memory only (no store on disk)' },
   auth: { kind: 'string', help: 'USER:PASS required from clients (Proxy-Authorization); needed for a non-loopback --host' },
   store: { kind: 'string', default: 'sqlite', help: 'sqlite, or redis://[USER:PASS@]HOST:PORT[/DB] (rediss:// for TLS) shared by several proxies' },
-  'metrics-open': { kind: 'bool', help: 'with --auth, serve /metrics without credentials' },
+  'metrics-open': { kind: 'bool', help: 'with --auth, serve /metrics and the figures of / and /health without credentials' },
 };
 
 /** One line of `--help` per option. */

@@ -162,6 +162,10 @@ export function formatStatus(report: StatusReport): string {
   out += row('CA', report.ca.path);
   out += row('CA SHA-256', report.ca.fingerprint256);
   out += row('CA expires', report.ca.notAfter.slice(0, 10) + (report.ca.warning ? `  WARNING: ${report.ca.warning}` : ''));
+  if (report.figures === false) {
+    out += row('figures', 'withheld: the proxy runs with --auth; /metrics and its status page show them with the credentials');
+    return out;
+  }
   // (A proxy of an older version reports no store.)
   const store = (report as Partial<StatusReport>).store;
   const shared = store?.kind === 'redis' ? `; shared on ${store.where}, ${store.state}${store.problem ? ` (${store.problem})` : ''}` : undefined;

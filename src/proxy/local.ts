@@ -2,6 +2,9 @@
  * The pages the proxy serves itself (routes.ts decides which request gets one):
  *   GET /health   200 {"ok":true,...counters}
  *   GET /         status: HTML for a browser, JSON for Accept: application/json
+ * With --auth, a request without the credentials gets no traffic figures (routes.ts
+ * decides): /health and the JSON status without counters, cache or store address, the
+ * HTML status page a 401 that makes the browser ask for them.
  *   GET /ca.pem   the CA certificate, to install on another device
  *   GET /metrics  Prometheus text format (metrics.ts); routes.ts guards it with --auth
  * The HTML status page has no JavaScript: it reloads itself (meta refresh), so
@@ -29,7 +32,17 @@ export interface StatusReport {
   /** Where reasoning is kept besides memory, and whether it is usable now. */
   store: { kind: string; where: string; state: string; problem: string | undefined };
   counters: Record<string, number>;
+  /** false: the traffic figures were withheld (--auth, and the request had no credentials); cache and counters are empty. */
+  figures?: false;
 }
+
+/** What a request without the --auth credentials may see of the report: no counters, cache figures or store address. */
+export function withoutFigures(report: StatusReport): StatusReport {
+  return { ...report, cache: {}, counters: {}, store: { kind: report.store.kind, where: '', state: report.store.state, problem: undefined }, figures: false };
+}
+
+/** Asks a browser for the --auth credentials (the realm /metrics uses too). */
+const AUTH_CHALLENGE = 'Basic realm="mimo-proxy metrics"';
 
 /** Share of lookups answered, as a person reads it ("75.0% (3 of 4)"), or "no lookups yet". */
 export function hitRate(hits: number, misses: number): string {
@@ -83,7 +96,8 @@ export function serveLocal(page: LocalPage, req: http.IncomingMessage, res: http
     res.end(body);
   } else if (page === 'health') {
     const r = report();
-    sendJson(res, 200, { ok: true, version: r.version, uptimeSeconds: r.uptimeSeconds, cache: r.cache, store: r.store, counters: r.counters });
+    if (r.figures === false) sendJson(res, 200, { ok: true, version: r.version, uptimeSeconds: r.uptimeSeconds, figures: 'withheld: send the --auth credentials' });
+    else sendJson(res, 200, { ok: true, version: r.version, uptimeSeconds: r.uptimeSeconds, cache: r.cache, store: r.store, counters: r.counters });
   } else if (page === 'ca') {
     res.writeHead(200, {
       'content-type': 'application/x-pem-file',
@@ -95,6 +109,11 @@ export function serveLocal(page: LocalPage, req: http.IncomingMessage, res: http
     const accept = String(req.headers.accept ?? '');
     if (accept.includes('json') && !accept.includes('text/html')) {
       sendJson(res, 200, report());
+    } else if (report().figures === false) {
+      // A person's page is its figures: the browser asks for the credentials.
+      const body = '<!doctype html><title>mimo-proxy</title><p>mimo-proxy: this page needs the --auth credentials.</p>\n';
+      res.writeHead(401, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), 'www-authenticate': AUTH_CHALLENGE, 'cache-control': 'no-store' });
+      res.end(body);
     } else {
       const body = statusHtml(report());
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });

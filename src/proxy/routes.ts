@@ -10,7 +10,8 @@
  *   origin-form (/path)           a local page, or direct mode to --upstream
  * Refused: 400 (a target the proxy cannot use), 404 (no such page or API path), 407
  * (--auth and no valid Proxy-Authorization), 401 (/metrics with --auth and neither valid
- * Authorization nor Proxy-Authorization, unless --metrics-open), 501 (a protocol upgrade). Each route also
+ * Authorization nor Proxy-Authorization, unless --metrics-open; the HTML status page the
+ * same, local.ts), 501 (a protocol upgrade). Each route also
  * names the error shape the client reads (the API its target addresses), for the
  * errors the proxy answers on it.
  */
@@ -70,7 +71,12 @@ export interface Relay {
 
 export type LocalPage = 'health' | 'status' | 'ca' | 'metrics';
 
-export type RequestRoute = Refusal | { kind: 'local'; page: LocalPage } | Relay;
+/**
+ * A page the proxy serves itself. `figures`: whether it may show traffic figures (counters,
+ * cache, store address): always without --auth; with --auth only to a request carrying the
+ * credentials, unless --metrics-open.
+ */
+export type RequestRoute = Refusal | { kind: 'local'; page: LocalPage; figures: boolean } | Relay;
 
 export type RouterConfig = Pick<ProxyConfig, 'auth' | 'domains' | 'providers' | 'connectTo' | 'upstream'> & Partial<Pick<ProxyConfig, 'metricsOpen'>>;
 
@@ -192,11 +198,14 @@ export function createRouter(config: RouterConfig): Router {
       if (url.startsWith('/')) {
         const pathname = url.split('?')[0] as string;
         const page = line.method === 'GET' || line.method === 'HEAD' ? LOCAL_PAGES.get(pathname) : undefined;
-        if (page === 'metrics' && !config.metricsOpen && !authorised(line.headers) && !scraperAuthorised(line.headers)) {
-          // Traffic volume is not for everyone who can reach the port.
+        // Traffic figures are not for everyone who can reach the port: with --auth, /metrics and
+        // the figures of / and /health need the credentials (the rest of those pages stays open:
+        // health checks, and `env` reading which CA the proxy uses).
+        const figures = page !== undefined && (config.metricsOpen === true || config.auth === undefined || authorised(line.headers) || scraperAuthorised(line.headers));
+        if (page === 'metrics' && !figures) {
           return refuse(401, 'mimo-proxy needs the --auth credentials for /metrics (Basic, in Authorization or Proxy-Authorization)', shape);
         }
-        if (page) return { kind: 'local', page };
+        if (page) return { kind: 'local', page, figures };
         const upstreamPath = directPath(line.method, url, config.upstream);
         if (upstreamPath === undefined) {
           return refuse(
@@ -205,8 +214,7 @@ export function createRouter(config: RouterConfig): Router {
             shape,
           );
         }
-        // Direct mode relays to MiMo: with --auth it needs the credentials too (the local
-        // pages above stay open: they are read-only and hold no secret).
+        // Direct mode relays to MiMo: with --auth it needs the credentials too.
         if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
         return relay('direct', upstream, upstreamTls, shape, { url: upstreamPath, hostHeader: config.upstream.host, provider: directProvider });
       }

@@ -20,7 +20,7 @@ import { MimoProxyError } from '../errors.js';
 import { formatHostPort } from '../net/connect-target.js';
 import { errorShapeFor, rawHttpError, sendJsonError } from './http-error.js';
 import { Interceptor, TLS_HANDSHAKE_TIMEOUT_MS } from './intercept.js';
-import { serveLocal, type StatusReport } from './local.js';
+import { serveLocal, withoutFigures, type StatusReport } from './local.js';
 import type { Logger } from '../log.js';
 import { createPlugin } from './plugin.js';
 import { ReasoningService } from '../reasoning/exchange.js';
@@ -229,7 +229,7 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
 
   const dispatch = (route: RequestRoute, req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (route.kind === 'refuse') sendJsonError(res, route.status, route.message, route.shape);
-    else if (route.kind === 'local') serveLocal(route.page, req, res, status, ca.caPem, metricsText);
+    else if (route.kind === 'local') serveLocal(route.page, req, res, route.figures ? status : () => withoutFigures(status()), ca.caPem, metricsText);
     else engine.handleRequest(route, req, res);
   };
 

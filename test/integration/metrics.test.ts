@@ -195,7 +195,7 @@ describe('/metrics with --auth', () => {
   });
   afterAll(() => fake.close());
 
-  it('needs the credentials (Authorization as Prometheus sends them, or Proxy-Authorization); / and /health stay open', async () => {
+  it('needs the credentials (Authorization as Prometheus sends them, or Proxy-Authorization); / and /health stay open without their figures', async () => {
     const h = await startHarness([...upstreamArgs(fake), '--no-persist', '--auth', 'scrape:pa55']);
     try {
       const agent = new http.Agent();
@@ -209,6 +209,36 @@ describe('/metrics with --auth', () => {
       expect(() => parsePrometheus(scraped.text)).not.toThrow();
       expect((await request(`${h.proxy.url}/metrics`, { agent, headers: { 'proxy-authorization': basic('scrape:pa55') } })).status).toBe(200);
       expect((await request(`${h.proxy.url}/health`, { agent })).status).toBe(200);
+      agent.destroy();
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('shows the figures of / and /health only with the credentials: health checks and the CA stay open, the browser is asked for them', async () => {
+    const h = await startHarness([...upstreamArgs(fake), '--no-persist', '--auth', 'scrape:pa55']);
+    try {
+      const agent = new http.Agent();
+      const get = (suffix: string, headers: Record<string, string> = {}) => request(`${h.proxy.url}${suffix}`, { agent, headers });
+      const health = await get('/health');
+      expect(health.status).toBe(200);
+      expect(health.json()).toEqual({ ok: true, version: expect.any(String), uptimeSeconds: expect.any(Number), figures: 'withheld: send the --auth credentials' });
+      const report = (await get('/', { accept: 'application/json' })).json();
+      expect(report).toMatchObject({ name: 'mimo-proxy', cache: {}, counters: {}, figures: false, store: { where: '' } });
+      expect(report.ca.fingerprint256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/); // what `env` reads
+      const page = await get('/');
+      expect(page.status).toBe(401);
+      expect(page.headers['www-authenticate']).toBe('Basic realm="mimo-proxy metrics"');
+      expect(page.text).not.toContain('hit rate');
+      expect((await get('/ca.pem')).status).toBe(200);
+      for (const headers of [{ authorization: basic('scrape:pa55') }, { 'proxy-authorization': basic('scrape:pa55') }] as Record<string, string>[]) {
+        expect((await get('/health', headers)).json().counters).toEqual(expect.objectContaining({ connects: expect.any(Number) }));
+        expect((await get('/', { ...headers, accept: 'application/json' })).json().figures).toBeUndefined();
+        const html = await get('/', headers);
+        expect(html.status).toBe(200);
+        expect(html.text).toContain('hit rate');
+      }
+      expect((await get('/', { authorization: basic('scrape:wrong') })).status).toBe(401);
       agent.destroy();
     } finally {
       await h.stop();
@@ -246,6 +276,8 @@ describe('/metrics with --auth', () => {
       const res = await request(`${h.proxy.url}/metrics`, { agent: new http.Agent() });
       expect(res.status).toBe(200);
       expect(valueOf(parsePrometheus(res.text), 'mimo_proxy_store_up', { kind: 'memory' })).toBe(1);
+      const health = await request(`${h.proxy.url}/health`, { agent: new http.Agent() });
+      expect(health.json().counters).toBeDefined();
     } finally {
       await h.stop();
     }

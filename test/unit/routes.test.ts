@@ -48,9 +48,9 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
   const r = router('--upstream', 'https://api.xiaomimimo.com/v1', '--connect-to', 'api.xiaomimimo.com:443:127.0.0.1:9443');
 
   it('serves the local pages to GET and HEAD only', () => {
-    expect(r.request(line('GET', '/health'))).toEqual({ kind: 'local', page: 'health' });
-    expect(r.request(line('HEAD', '/?x=1'))).toEqual({ kind: 'local', page: 'status' });
-    expect(r.request(line('GET', '/ca.pem'))).toEqual({ kind: 'local', page: 'ca' });
+    expect(r.request(line('GET', '/health'))).toEqual({ kind: 'local', page: 'health', figures: true });
+    expect(r.request(line('HEAD', '/?x=1'))).toEqual({ kind: 'local', page: 'status', figures: true });
+    expect(r.request(line('GET', '/ca.pem'))).toEqual({ kind: 'local', page: 'ca', figures: true });
     expect(r.request(line('POST', '/health'))).toMatchObject({ kind: 'refuse', status: 404 });
   });
 
@@ -90,11 +90,13 @@ describe('routing a request addressed to the proxy (origin-form)', () => {
     }
   });
 
-  it('with --auth, asks direct mode for the credentials and keeps the pages and the 404 open', () => {
+  it('with --auth, asks direct mode for the credentials and keeps the pages (without their figures) and the 404 open', () => {
     const authed = router('--auth', USER_PASS);
     expect(authed.request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'refuse', status: 407 });
     expect(authed.request(line('POST', '/v1/chat/completions', { 'proxy-authorization': basic(USER_PASS) })).kind).toBe('direct');
-    expect(authed.request(line('GET', '/health')).kind).toBe('local');
+    expect(authed.request(line('GET', '/health'))).toEqual({ kind: 'local', page: 'health', figures: false });
+    expect(authed.request(line('GET', '/', { authorization: basic(USER_PASS) }))).toEqual({ kind: 'local', page: 'status', figures: true });
+    expect(authed.request(line('GET', '/', { 'proxy-authorization': basic(USER_PASS) }))).toEqual({ kind: 'local', page: 'status', figures: true });
     expect(authed.request(line('GET', '/nope'))).toMatchObject({ status: 404 });
   });
 });
