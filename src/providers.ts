@@ -114,10 +114,27 @@ export interface EnabledProvider {
   domains: string[];
 }
 
-/** The enabled provider whose domains cover `host`, the first in the list winning; undefined: not ours. */
+/**
+ * The enabled provider whose domains cover `host`; undefined: not ours. When two cover it
+ * (--hosts may name another provider's domain), the one whose domain names the host most
+ * closely wins, and on a tie the provider whose own entry lists that domain over one given it
+ * by --hosts; only then the first in the list. Never the order alone: `--hosts
+ * xiaomimimo.com,api.deepseek.com` written before DeepSeek was a provider must not give
+ * DeepSeek's host MiMo's rules once DeepSeek is enabled.
+ */
 export function providerForHost(host: string, enabled: readonly EnabledProvider[]): Provider | undefined {
-  const hit = enabled.find((provider) => isOurHost(host, provider.domains));
-  return hit && providerById(hit.id);
+  let best: { provider: Provider; length: number; own: boolean } | undefined;
+  for (const { id, domains } of enabled) {
+    const provider = providerById(id);
+    if (!provider) continue;
+    for (const domain of domains) {
+      if (!isOurHost(host, [domain])) continue;
+      const length = domain.replace(/^\./, '').length;
+      const own = provider.domains.includes(domain);
+      if (!best || length > best.length || (length === best.length && own && !best.own)) best = { provider, length, own };
+    }
+  }
+  return best?.provider;
 }
 
 /** The name of the dialect serving a request to `provider`, or undefined: the request passes through untouched. */

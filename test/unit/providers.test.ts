@@ -17,7 +17,7 @@ import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { DIALECTS, dialectNamed } from '../../src/dialects.js';
 import { isDnsName } from '../../src/net/hosts.js';
 import { MimoProxyError } from '../../src/errors.js';
-import { caRenewCommand, PROVIDERS, providerById, surfaceFor, type Provider } from '../../src/providers.js';
+import { caRenewCommand, PROVIDERS, providerById, providerForHost, surfaceFor, type Provider } from '../../src/providers.js';
 import { nameKey } from '../../src/reasoning/match.js';
 import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import { thinkingDisabled, type ReasoningLookup } from '../../src/reasoning/rewrite.js';
@@ -63,6 +63,25 @@ describe('the provider registry', () => {
     for (const provider of [deepseek, kimi]) expect(served(provider, '/v1/responses'), provider.id).toBeUndefined();
     for (const provider of PROVIDERS) {
       expect(surfaceFor(provider, 'GET', '/v1/chat/completions'), provider.id).toBeUndefined();
+    }
+  });
+});
+
+describe('whose rules a host gets', () => {
+  const enabled = (argv: string[]) => resolveConfig(parseArgs(['--certs', os.tmpdir(), ...argv]).options).providers;
+
+  it('a host two enabled providers cover gets the provider whose domain names it most closely, whatever the --providers order', () => {
+    for (const order of ['mimo,deepseek,kimi', 'kimi,deepseek,mimo']) {
+      // A --hosts written before DeepSeek was a provider: DeepSeek's host is DeepSeek's, not MiMo's.
+      const withOldHosts = enabled(['--providers', order, '--hosts', 'xiaomimimo.com,api.deepseek.com,moonshot.ai']);
+      expect(providerForHost('api.deepseek.com', withOldHosts)?.id, order).toBe('deepseek');
+      expect(providerForHost('api.moonshot.ai', withOldHosts)?.id, order).toBe('kimi');
+      expect(providerForHost('api.xiaomimimo.com', withOldHosts)?.id, order).toBe('mimo');
+      // What only --hosts covers stays MiMo's; a MiMo relay under a Kimi domain, named more closely, too.
+      expect(providerForHost('other.moonshot.ai', withOldHosts)?.id, order).toBe('mimo');
+      const relay = enabled(['--providers', order, '--hosts', 'xiaomimimo.com,relay.api.kimi.com']);
+      expect(providerForHost('relay.api.kimi.com', relay)?.id, order).toBe('mimo');
+      expect(providerForHost('api.kimi.com', relay)?.id, order).toBe('kimi');
     }
   });
 });
