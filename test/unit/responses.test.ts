@@ -6,6 +6,8 @@ import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import type { RewriteOutcome, RewritePolicy } from '../../src/reasoning/rewrite.js';
 import { createResponsesJsonTap, createResponsesSseTap } from '../../src/responses/fold.js';
 import { rewriteResponsesRequest } from '../../src/responses/rewrite.js';
+import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
+import { rewriteChatRequest } from '../../src/chat/rewrite.js';
 import { decodeReasoning } from '../../src/responses/types.js';
 
 const PLACEHOLDER: RewritePolicy = { degrade: 'placeholder' };
@@ -203,6 +205,25 @@ describe('the Responses dialect', () => {
     expect(rewriteResponsesRequest(Buffer.from('{"input":['), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'invalid-json' });
     expect(decodeReasoning('{"responses_reasoning":[{"at":-3,"item":{"type":"reasoning","content":[{"text":"t"}]}},5,{"item":{"type":"reasoning"}}]}')).toEqual([{ at: 0, item: { type: 'reasoning', content: [{ text: 't' }] } }]);
     expect(decodeReasoning('{"anthropic_thinking":[]}')).toBeUndefined();
+  });
+
+  it('takes time linear in the calls of one turn: 60,000 calls in one turn (any dialect) do not hold the thread for seconds', () => {
+    // A turn's call ids were collected with a list scan per call: 60,000 calls cost ~2 s of a
+    // blocked event loop (a 1 MB body ~150 ms), in the worker 10 s for 150,000 (then the original went up).
+    const n = 60_000;
+    const ids = Array.from({ length: n }, (_, i) => `c${i}`);
+    const bodies: [string, () => RewriteOutcome][] = [
+      ['responses', () => rewriteResponsesRequest(body({ input: ids.map((id) => ({ type: 'function_call', call_id: id, name: 'f', arguments: '{}' })) }), memory().lookup, PLACEHOLDER)],
+      ['chat', () => rewriteChatRequest(body({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'f', arguments: '{}' } })) }] }), memory().lookup, PLACEHOLDER)],
+      ['anthropic', () => rewriteMessagesRequest(body({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: ids.map((id) => ({ type: 'tool_use', id, name: 'f', input: {} })) }] }), memory().lookup, PLACEHOLDER)],
+    ];
+    for (const [dialect, rewrite] of bodies) {
+      const started = performance.now();
+      const outcome = rewrite();
+      const ms = performance.now() - started;
+      expect(outcome.kind, dialect).toBe('rewritten');
+      expect(ms, dialect).toBeLessThan(1000);
+    }
   });
 });
 
