@@ -4,7 +4,7 @@ import { responseEvents, responseObject } from '../support/fake-responses.js';
 import { learnKeys, type TurnReasoning } from '../../src/reasoning/match.js';
 import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import type { RewriteOutcome, RewritePolicy } from '../../src/reasoning/rewrite.js';
-import { createResponsesJsonTap, createResponsesSseTap } from '../../src/responses/fold.js';
+import { createResponsesFold, createResponsesJsonTap, createResponsesSseTap, MAX_ITEMS } from '../../src/responses/fold.js';
 import { rewriteResponsesRequest } from '../../src/responses/rewrite.js';
 import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
 import { rewriteChatRequest } from '../../src/chat/rewrite.js';
@@ -205,6 +205,20 @@ describe('the Responses dialect', () => {
     expect(rewriteResponsesRequest(Buffer.from('{"input":['), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'invalid-json' });
     expect(decodeReasoning('{"responses_reasoning":[{"at":-3,"item":{"type":"reasoning","content":[{"text":"t"}]}},5,{"item":{"type":"reasoning"}}]}')).toEqual([{ at: 0, item: { type: 'reasoning', content: [{ text: 't' }] } }]);
     expect(decodeReasoning('{"anthropic_thinking":[]}')).toBeUndefined();
+  });
+
+  it('finds the item an event names by item_id without a scan of every item (a hostile stream of 1,024 items and empty deltas)', () => {
+    const fold = createResponsesFold();
+    const id = (i: number): string => `rs_${'x'.repeat(40)}${i}`;
+    for (let i = 0; i < MAX_ITEMS; i++) expect(fold.add({ type: 'response.output_item.added', output_index: i, item: { type: 'reasoning', id: id(i) } })).toBe(true);
+    // Empty deltas add no text, so no bound stops them: each one cost a scan of every item (~7 µs).
+    const started = performance.now();
+    for (let i = 0; i < 100_000; i++) fold.add({ type: 'response.reasoning_text.delta', item_id: id(MAX_ITEMS - 1), delta: '' });
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(fold.add({ type: 'response.reasoning_text.delta', item_id: id(3), delta: 'three' })).toBe(true);
+    expect(fold.add({ type: 'response.output_item.done', output_index: 3, item: { type: 'reasoning', id: id(3) } })).toBe(true);
+    expect(fold.add({ type: 'response.completed', response: {} })).toBe(true);
+    expect(fold.output()[3]).toEqual({ type: 'reasoning', id: id(3), content: [{ type: 'reasoning_text', text: 'three' }] });
   });
 
   it('takes time linear in the calls of one turn: 60,000 calls in one turn (any dialect) do not hold the thread for seconds', () => {
