@@ -46,6 +46,8 @@ export interface Provider extends UpstreamRules {
 
 /** DeepSeek's chat completions: on its bare base URL and on `/v1`. */
 const DEEPSEEK_CHAT_PATH = /^\/(?:v1\/)?chat\/completions\/?(?:[?#].*)?$/;
+/** DeepSeek's Responses API, beside its chat completions. */
+const DEEPSEEK_RESPONSES_PATH = /^\/(?:v1\/)?responses\/?(?:[?#].*)?$/;
 
 export const PROVIDERS: readonly Provider[] = [
   {
@@ -71,6 +73,7 @@ export const PROVIDERS: readonly Provider[] = [
     surfaces: [
       { dialect: 'chat', path: DEEPSEEK_CHAT_PATH },
       { dialect: 'anthropic', path: ANTHROPIC_MESSAGES_PATH },
+      { dialect: 'responses', path: DEEPSEEK_RESPONSES_PATH },
     ],
     rejections: [
       // chat
@@ -79,6 +82,8 @@ export const PROVIDERS: readonly Provider[] = [
       /Missing `reasoning_content` field in the assistant message at message index \d+/,
       // Anthropic
       /The content\[\]\.thinking in the thinking mode must be passed back to the API/,
+      // Responses (what Codex meets there)
+      /The `reasoning_text` in the thinking mode must be passed back to the API/,
     ],
     // `deepseek-chat` is its non-thinking model; `deepseek-reasoner` and the V4 models think
     // unless `thinking` says otherwise.

@@ -24,6 +24,7 @@ import { thinkingDisabled, type ReasoningLookup } from '../../src/reasoning/rewr
 import { firstPolicy, retryPolicy } from '../../src/reasoning/upstream.js';
 import { DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY, DEEPSEEK_REASONING_ERROR_BODY, kimiReasoningErrorBody, REASONING_ERROR_BODY } from '../support/fake-mimo.js';
 import { body, type Json } from '../support/unit.js';
+import { DEEPSEEK_RESPONSES_REJECTION, responsesError } from '../support/fake-responses.js';
 
 const mimo = providerById('mimo') as Provider;
 const deepseek = providerById('deepseek') as Provider;
@@ -57,10 +58,13 @@ describe('the provider registry', () => {
     expect(served(kimi, '/coding/v1/chat/completions')).toBe('chat');
     expect(served(kimi, '/anthropic/v1/messages')).toBeUndefined();
     expect(served(mimo, '/anthropic/v1/messages')).toBe('anthropic');
-    // The Responses API (Codex): MiMo's, on its OpenAI base; not the others' (none is known to serve it).
+    // The Responses API (Codex): MiMo's, on its OpenAI base, and DeepSeek's (PROVIDERS.md); not Kimi's.
     expect(served(mimo, '/v1/responses')).toBe('responses');
     expect(served(mimo, '/v1/responses/resp_1')).toBeUndefined();
-    for (const provider of [deepseek, kimi]) expect(served(provider, '/v1/responses'), provider.id).toBeUndefined();
+    expect(served(deepseek, '/v1/responses')).toBe('responses');
+    expect(served(deepseek, '/responses')).toBe('responses');
+    expect(served(deepseek, '/v1/responses/resp_1/cancel')).toBeUndefined();
+    expect(served(kimi, '/v1/responses')).toBeUndefined();
     for (const provider of PROVIDERS) {
       expect(surfaceFor(provider, 'GET', '/v1/chat/completions'), provider.id).toBeUndefined();
     }
@@ -94,6 +98,8 @@ describe('whose rejection is whose', () => {
       expect(rejected(deepseek, DEEPSEEK_REASONING_ERROR_BODY, sse)).toBe(true);
       expect(rejected(deepseek, DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY, sse)).toBe(true);
       for (const n of [0, 3, 127]) expect(rejected(deepseek, deepseekOld(n), sse), String(n)).toBe(true);
+      // Its Responses text, in the Responses error shape.
+      expect(rejected(deepseek, responsesError(DEEPSEEK_RESPONSES_REJECTION, 'invalid_request_error'), sse)).toBe(true);
     }
   });
 
