@@ -304,6 +304,19 @@ describe('the CA and the providers it covers', () => {
     expect((await renewed.leafFor('api.deepseek.com')).certPem).toContain('BEGIN CERTIFICATE');
   });
 
+  it('ca --renew says which of the old files it kept aside: a folder with a certificate and no key keeps no key', async () => {
+    const dir = fresh();
+    const old = await loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] });
+    await fs.rm(path.join(dir, 'ca-key.pem'));
+    const out: string[] = [];
+    const io = { env: {}, platform: process.platform, stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    expect(await caCommand(['--renew', '--certs', dir], io)).toBe(0);
+    const text = out.join('');
+    expect(text).toContain(old.fingerprint256);
+    expect(text).not.toMatch(/and its key are kept/);
+    expect(text).toMatch(/The old CA \(SHA-256 [0-9A-F:]+\) is kept in \S+old-ca-\S+ \(its key was not there\)/);
+  });
+
   it('renewCa in an empty folder just makes the CA (nothing to keep aside)', async () => {
     const dir = fresh();
     const renewal = await renewCa({ dir, domains: ['api.deepseek.com'] });
