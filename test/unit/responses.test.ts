@@ -221,6 +221,25 @@ describe('the Responses dialect', () => {
     expect(fold.output()[3]).toEqual({ type: 'reasoning', id: id(3), content: [{ type: 'reasoning_text', text: 'three' }] });
   });
 
+  it('learns the same from a stream cut in two at every byte boundary, and byte by byte (CRLF framing too)', () => {
+    for (const crlf of [false, true]) {
+      let text = responseEvents('resp_1', 'm', SECOND).join('');
+      if (crlf) text = text.replaceAll('\n', '\r\n');
+      const bytes = Buffer.from(text);
+      const fed = (pieces: Buffer[]): unknown => {
+        const tap = createResponsesSseTap();
+        for (const piece of pieces) tap.feed(piece);
+        return tap.end();
+      };
+      const whole = fed([bytes]) as TurnReasoning[];
+      expect(whole).toHaveLength(1);
+      for (let at = 1; at < bytes.length; at++) expect(fed([bytes.subarray(0, at), bytes.subarray(at)]), `cut at ${at}`).toEqual(whole);
+      expect(fed([...bytes].map((byte) => Buffer.from([byte])))).toEqual(whole);
+      // Cut short anywhere: nothing learned.
+      for (let at = 0; at < bytes.length - (crlf ? 4 : 2); at += 97) expect(fed([bytes.subarray(0, at)]), `short at ${at}`).toBeUndefined();
+    }
+  });
+
   it('takes time linear in the calls of one turn: 60,000 calls in one turn (any dialect) do not hold the thread for seconds', () => {
     // A turn's call ids were collected with a list scan per call: 60,000 calls cost ~2 s of a
     // blocked event loop (a 1 MB body ~150 ms), in the worker 10 s for 150,000 (then the original went up).
