@@ -103,6 +103,28 @@ describe('whose rejection is whose', () => {
     }
   });
 
+  it('reads 64 KiB of adversarial error text in milliseconds with every provider\'s patterns (no catastrophic backtracking)', () => {
+    const n = 64 * 1024 - 64;
+    const texts = [
+      `reasoning_content pass${' '.repeat(n)}`,
+      `reasoning_content ${'pass '.repeat(n / 5)}`,
+      `reasoning_text ${'not been '.repeat(n / 9)}`,
+      'reasoning'.repeat(n / 9),
+      'x'.repeat(n),
+      `${'thinking is enabled but reasoning_content is missing in assistant tool call message at index '.repeat(n / 200)}${'9'.repeat(1000)}x`,
+      `${'Missing `reasoning_content` field in the assistant message at message index '.repeat(n / 160)}`,
+    ];
+    for (const provider of PROVIDERS) {
+      for (const text of texts) {
+        for (const framed of [JSON.stringify({ error: { message: text } }), `data: ${JSON.stringify({ type: 'error', message: text.slice(0, 1000) })}\n\n`.repeat(60)]) {
+          const started = performance.now();
+          isReasoningRejection(400, Buffer.from(framed), provider.rejections);
+          expect(performance.now() - started, `${provider.id} ${text.slice(0, 20)}`).toBeLessThan(50);
+        }
+      }
+    }
+  });
+
   it('Kimi: its text at any index', () => {
     for (const n of [1, 2, 40]) expect(rejected(kimi, kimiReasoningErrorBody(n)), String(n)).toBe(true);
   });
@@ -315,6 +337,21 @@ describe('the CA and the providers it covers', () => {
     expect(text).toContain(old.fingerprint256);
     expect(text).not.toMatch(/and its key are kept/);
     expect(text).toMatch(/The old CA \(SHA-256 [0-9A-F:]+\) is kept in \S+old-ca-\S+ \(its key was not there\)/);
+  });
+
+  it('ca --renew over corrupt CA files keeps them aside as they were and makes a working CA; a certs path through a file is a clear error', async () => {
+    const dir = fresh();
+    await loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] });
+    await fs.writeFile(path.join(dir, 'ca.pem'), 'garbage');
+    await expect(loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] })).rejects.toThrow(/cannot be used/);
+    const renewal = await renewCa({ dir, domains: ['xiaomimimo.com', 'api.deepseek.com'] });
+    expect(renewal.oldFingerprint256).toBeUndefined();
+    expect(await fs.readFile(path.join(renewal.keptAside!, 'ca.pem'), 'utf8')).toBe('garbage');
+    expect(statSync(path.join(renewal.keptAside!, 'ca-key.pem')).mode & 0o777).toBe(0o600);
+    expect((await loadOrCreateCa({ dir, domains: ['xiaomimimo.com', 'api.deepseek.com'] })).fingerprint256).toBe(renewal.ca.fingerprint256);
+    const file = path.join(dir, 'a-file');
+    await fs.writeFile(file, '');
+    await expect(renewCa({ dir: path.join(file, 'certs'), domains: ['xiaomimimo.com'] })).rejects.toMatchObject({ code: 'CERTS_DIR_UNWRITABLE' });
   });
 
   it('renewCa in an empty folder just makes the CA (nothing to keep aside)', async () => {
