@@ -293,6 +293,12 @@ describe('providers: direct mode', () => {
       expect(fake.echoes.slice(before).every((e) => e.exact)).toBe(true);
       expect(fake.requests.at(-1)!.path).toBe('/chat/completions');
       expect(fake.requests.at(-1)!.headers.host).toBe('api.deepseek.com');
+      // Its Responses API too (Codex with base_url http://127.0.0.1:PORT/v1).
+      const echoes = fake.responses.echoes.length;
+      const responses = await runResponsesConversation({ url: `${h.proxy.url}/v1/responses`, agent: plain, key: 'sk-direct-deepseek', stream: true });
+      expect(responses.turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+      expect(fake.responses.echoes.slice(echoes).map((e) => e.exact)).toEqual([true, true, true, true, true, true]);
+      expect(fake.requests.at(-1)!.path).toBe('/responses');
     } finally {
       plain.destroy();
       await h.stop();
