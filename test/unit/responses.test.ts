@@ -73,7 +73,7 @@ describe('the Responses dialect', () => {
     expect(miss[1]!.content[0].text).toBe('Reasoning for step 1 was not kept; this step called shell.');
   });
 
-  it('leaves a request alone that carries its reasoning, or holds previous_response_id, or has no input list', () => {
+  it('leaves a request alone that carries its reasoning, or holds previous_response_id or a conversation, or has no input list', () => {
     const kept = body({ model: 'm', input: afterSecond });
     const outcome = rewriteResponsesRequest(kept, memory().lookup, PLACEHOLDER);
     expect(outcome.kind).toBe('unchanged');
@@ -84,6 +84,11 @@ describe('the Responses dialect', () => {
       [[R2], false],
     ]);
     expect(rewriteResponsesRequest(body({ previous_response_id: 'resp_1', input: forget(afterSecond) }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'stateful' });
+    // The Conversations API's `conversation` (an id, or {id}) is stateful the same way: the upstream holds the items.
+    for (const conversation of ['conv_1', { id: 'conv_1' }]) {
+      expect(rewriteResponsesRequest(body({ conversation, input: forget(afterSecond) }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'stateful' });
+    }
+    expect(rewriteResponsesRequest(body({ conversation: null, previous_response_id: null, input: forget(afterSecond) }), memory().lookup, PLACEHOLDER).kind).toBe('rewritten');
     expect(rewriteResponsesRequest(body({ input: { type: 'message' } }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'no-messages' });
     expect(rewriteResponsesRequest(body({ input: 'hello' }), memory().lookup, PLACEHOLDER).kind).toBe('unchanged');
   });
