@@ -24,6 +24,8 @@ import { thinkingDisabled, type ReasoningLookup } from '../../src/reasoning/rewr
 import { firstPolicy, retryPolicy } from '../../src/reasoning/upstream.js';
 import { DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY, DEEPSEEK_REASONING_ERROR_BODY, kimiReasoningErrorBody, REASONING_ERROR_BODY } from '../support/fake-mimo.js';
 import { body, type Json } from '../support/unit.js';
+import { runNode } from '../support/node-run.js';
+import { CLI } from '../support/proxy-process.js';
 import { DEEPSEEK_RESPONSES_REJECTION, responsesError } from '../support/fake-responses.js';
 
 const mimo = providerById('mimo') as Provider;
@@ -352,6 +354,13 @@ describe('the CA and the providers it covers', () => {
     const file = path.join(dir, 'a-file');
     await fs.writeFile(file, '');
     await expect(renewCa({ dir: path.join(file, 'certs'), domains: ['xiaomimimo.com'] })).rejects.toMatchObject({ code: 'CERTS_DIR_UNWRITABLE' });
+  });
+
+  it.skipIf(process.platform !== 'linux')('ca --renew with --certs on a pseudo-filesystem (/proc) ends with CERTS_DIR_UNWRITABLE instead of spinning forever', async () => {
+    // Node's recursive mkdir never returns there (mkdir answers ENOENT under an existing /proc).
+    const run = await runNode([CLI, 'ca', '--renew', '--certs', '/proc/mimo-proxy-certs'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, ms: 10_000 });
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/^ERROR: could not write the CA to \/proc\/mimo-proxy-certs: .+ Fix: pass --certs DIR with a directory you own/);
   });
 
   it('renewCa in an empty folder just makes the CA (nothing to keep aside)', async () => {
