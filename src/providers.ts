@@ -46,6 +46,8 @@ export interface Provider extends UpstreamRules {
 
 /** DeepSeek's chat completions: on its bare base URL and on `/v1`. */
 const DEEPSEEK_CHAT_PATH = /^\/(?:v1\/)?chat\/completions\/?(?:[?#].*)?$/;
+/** DeepSeek's Responses API, beside its chat completions. */
+const DEEPSEEK_RESPONSES_PATH = /^\/(?:v1\/)?responses\/?(?:[?#].*)?$/;
 
 export const PROVIDERS: readonly Provider[] = [
   {
@@ -71,6 +73,7 @@ export const PROVIDERS: readonly Provider[] = [
     surfaces: [
       { dialect: 'chat', path: DEEPSEEK_CHAT_PATH },
       { dialect: 'anthropic', path: ANTHROPIC_MESSAGES_PATH },
+      { dialect: 'responses', path: DEEPSEEK_RESPONSES_PATH },
     ],
     rejections: [
       // chat
@@ -79,6 +82,8 @@ export const PROVIDERS: readonly Provider[] = [
       /Missing `reasoning_content` field in the assistant message at message index \d+/,
       // Anthropic
       /The content\[\]\.thinking in the thinking mode must be passed back to the API/,
+      // Responses (what Codex meets there)
+      /The `reasoning_text` in the thinking mode must be passed back to the API/,
     ],
     // `deepseek-chat` is its non-thinking model; `deepseek-reasoner` and the V4 models think
     // unless `thinking` says otherwise.
@@ -114,10 +119,27 @@ export interface EnabledProvider {
   domains: string[];
 }
 
-/** The enabled provider whose domains cover `host`, the first in the list winning; undefined: not ours. */
+/**
+ * The enabled provider whose domains cover `host`; undefined: not ours. When two cover it
+ * (--hosts may name another provider's domain), the one whose domain names the host most
+ * closely wins, and on a tie the provider whose own entry lists that domain over one given it
+ * by --hosts; only then the first in the list. Never the order alone: `--hosts
+ * xiaomimimo.com,api.deepseek.com` written before DeepSeek was a provider must not give
+ * DeepSeek's host MiMo's rules once DeepSeek is enabled.
+ */
 export function providerForHost(host: string, enabled: readonly EnabledProvider[]): Provider | undefined {
-  const hit = enabled.find((provider) => isOurHost(host, provider.domains));
-  return hit && providerById(hit.id);
+  let best: { provider: Provider; length: number; own: boolean } | undefined;
+  for (const { id, domains } of enabled) {
+    const provider = providerById(id);
+    if (!provider) continue;
+    for (const domain of domains) {
+      if (!isOurHost(host, [domain])) continue;
+      const length = domain.replace(/^\./, '').length;
+      const own = provider.domains.includes(domain);
+      if (!best || length > best.length || (length === best.length && own && !best.own)) best = { provider, length, own };
+    }
+  }
+  return best?.provider;
 }
 
 /** The name of the dialect serving a request to `provider`, or undefined: the request passes through untouched. */

@@ -51,7 +51,7 @@ export function unwritableError(what: string, target: string, error: unknown): M
  * mode (it may be a user's folder), except that `tightenExisting` narrows it to 0700.
  */
 export async function ensurePrivateDir(dir: string, tightenExisting = false): Promise<void> {
-  const created = await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const created = await makeDirs(dir, PRIVATE_DIR_MODE);
   const stat = await fs.stat(dir);
   if (!stat.isDirectory()) {
     throw Object.assign(new Error(`${dir} is not a folder`), { code: 'ENOTDIR' });
@@ -63,6 +63,32 @@ export async function ensurePrivateDir(dir: string, tightenExisting = false): Pr
       // A folder owned by someone else: its owner decides, and our key files are 0600 anyway.
       if (created !== undefined) throw error;
     }
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time; returns the first folder it made (undefined: it existed), as
+ * fs.mkdir's `recursive` does. Not that option: it never returns on a pseudo-filesystem that
+ * answers ENOENT under a parent that exists (/proc), where this throws the ENOENT.
+ */
+async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
+  try {
+    await fs.mkdir(dir, { mode });
+    return dir;
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === 'EEXIST') return undefined;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw error;
+    const first = await makeDirs(parent, mode);
+    try {
+      await fs.mkdir(dir, { mode });
+    } catch (again) {
+      // Made meanwhile by another process: not ours.
+      if (errnoCode(again) === 'EEXIST') return first;
+      throw again;
+    }
+    return first ?? dir;
   }
 }
 

@@ -122,6 +122,8 @@ export async function loadOrCreateCa(options: CaOptions): Promise<CertificateAut
 export interface Renewal {
   ca: CertificateAuthority;
   keptAside: string | undefined;
+  /** The old files moved there (ca.pem, ca-key.pem, or one of them). */
+  kept: readonly string[];
   /** The old CA's SHA-256 (to find it in trust stores), when it could be read. */
   oldFingerprint256: string | undefined;
 }
@@ -154,5 +156,5 @@ export async function renewCa(options: CaOptions): Promise<Renewal> {
       throw unwritableError('the old CA', keptAside, error);
     }
   }
-  return { ca: await loadOrCreateCa(options), keptAside, oldFingerprint256 };
+  return { ca: await loadOrCreateCa(options), keptAside, kept: present, oldFingerprint256 };
 }

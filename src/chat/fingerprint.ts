@@ -47,13 +47,14 @@ export function chatTurnIdentity(message: unknown): TurnIdentity | undefined {
 
 /** The tool call ids of a message, in call order, without repeats or empty ones. */
 export function toolCallIds(message: unknown): string[] {
-  const ids: string[] = [];
-  if (!isRecord(message)) return ids;
+  // A Set: a list scan per call made a turn of n calls cost n² (60,000 calls: seconds).
+  const ids = new Set<string>();
+  if (!isRecord(message)) return [];
   for (const call of toolCallsOf(message)) {
     const id = toolCallId(call);
-    if (id !== '' && !ids.includes(id)) ids.push(id);
+    if (id !== '') ids.add(id);
   }
-  return ids;
+  return [...ids];
 }
 
 /** The canonical form described in the header (exported for tests). */

@@ -6,6 +6,7 @@
  * keeping the old files aside and saying what to trust and remove by hand.
  */
 import { execFileSync } from 'node:child_process';
+import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/authority.js';
 import { loadOrCreateCa, renewCa, type Renewal } from '../ca/index.js';
 import { caRenewCommand } from '../providers.js';
 import { MimoProxyError } from '../errors.js';
@@ -67,7 +68,7 @@ export async function caCommand(argv: readonly string[], io: CommandIo): Promise
 }
 
 /** What `ca --renew` did, and what is left to the user: trust the new CA, untrust the old one. */
-export function renewalReport({ ca, keptAside, oldFingerprint256 }: Renewal, domains: readonly string[]): string {
+export function renewalReport({ ca, keptAside, kept, oldFingerprint256 }: Renewal, domains: readonly string[]): string {
   const lines = [
     `Made a new mimo-proxy CA for ${domains.join(', ')} (and subdomains): ${ca.caCertPath}`,
     `  SHA-256 ${ca.fingerprint256}, expires ${ca.notAfter.toISOString().slice(0, 10)}`,
@@ -76,12 +77,20 @@ export function renewalReport({ ca, keptAside, oldFingerprint256 }: Renewal, dom
   ];
   if (keptAside !== undefined) {
     lines.push(
-      `The old CA${oldFingerprint256 ? ` (SHA-256 ${oldFingerprint256})` : ''} and its key are kept in ${keptAside}.`,
+      keptLine(keptAside, kept, oldFingerprint256),
       'Remove the old CA from every trust store you added it to, by hand (mimo-proxy ca --uninstall',
       `  only knows the new one), then delete that folder: its key can still vouch for the old domains.`,
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Which of the old files were kept aside, said as they were: a folder may have held only one of them. */
+function keptLine(folder: string, kept: readonly string[], fingerprint: string | undefined): string {
+  const ca = `The old CA${fingerprint ? ` (SHA-256 ${fingerprint})` : ''}`;
+  if (!kept.includes(CA_KEY_FILE)) return `${ca} is kept in ${folder} (its key was not there).`;
+  if (!kept.includes(CA_CERT_FILE)) return `The old CA's key is kept in ${folder} (its certificate was not there).`;
+  return `${ca} and its key are kept in ${folder}.`;
 }
 
 /** Runs the plan's commands, printing each first; privileged ones are printed for sudo when we are not root. */

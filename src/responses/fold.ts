@@ -64,6 +64,8 @@ export interface ResponsesFold {
 export function createResponsesFold(options: { maxFoldedChars?: number } = {}): ResponsesFold {
   const maxChars = options.maxFoldedChars ?? DEFAULT_MAX_FOLDED_CHARS;
   const states = new Map<number, ItemState>();
+  /** The items by id, so an event that names its item only by item_id costs no scan of them all. */
+  const byId = new Map<string, ItemState>();
   let completedOutput: unknown[] = [];
   let completed = false;
   let chars = 0;
@@ -82,7 +84,10 @@ export function createResponsesFold(options: { maxFoldedChars?: number } = {}): 
     const index = event['output_index'];
     if (typeof index === 'number' && Number.isInteger(index) && index >= 0) return stateAt(index);
     const id = event['item_id'];
-    if (typeof id === 'string') for (const state of states.values()) if (state.id === id) return state;
+    if (typeof id === 'string') {
+      const state = byId.get(id);
+      if (state) return state;
+    }
     return stateAt(states.size);
   };
 
@@ -113,7 +118,11 @@ export function createResponsesFold(options: { maxFoldedChars?: number } = {}): 
         if (!state) return false;
         if (type === 'response.output_item.added') state.added = item;
         else state.done = item;
-        if (typeof item['id'] === 'string') state.id = item['id'];
+        if (typeof item['id'] === 'string' && item['id'] !== state.id) {
+          if (byId.get(state.id) === state) byId.delete(state.id);
+          state.id = item['id'];
+          if (!byId.has(state.id)) byId.set(state.id, state);
+        }
         chars += JSON.stringify(item).length;
         return true;
       }

@@ -19,8 +19,8 @@
  * `learned`. Put back = the remembered items, in the shape the upstream
  * produced, each where it stood among the run's other items (reasoning items
  * that carry nothing are dropped). Left alone: a request with
- * `previous_response_id` (the upstream holds the conversation), and one
- * without `input`.
+ * `previous_response_id` or `conversation` (the upstream holds the
+ * conversation), and one without `input`.
  */
 import { isRecord } from '../reasoning/json.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy, SkipReason } from '../reasoning/rewrite.js';
@@ -61,8 +61,8 @@ export function rewriteResponsesRequest(body: Buffer, lookup: ReasoningLookup, p
 
 /** The request's `input` as entries (see the header), or why it is left alone. */
 export function inputConversation(request: Record<string, unknown>): Conversation | SkipReason {
-  const previous = request['previous_response_id'];
-  if (previous !== undefined && previous !== null) return 'stateful';
+  // The upstream holds the conversation: by the previous response, or by the Conversations API's `conversation`.
+  for (const field of ['previous_response_id', 'conversation']) if (request[field] !== undefined && request[field] !== null) return 'stateful';
   const input = request['input'];
   const write = (entries: unknown[]): void => {
     request['input'] = entries.flatMap((entry) => (isRecord(entry) && Array.isArray(entry['items']) ? (entry['items'] as unknown[]) : []));

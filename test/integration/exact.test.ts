@@ -12,10 +12,12 @@ import { runAnthropicConversation, sendMessages, type Block, type Turn } from '.
 import { sendChat, type ChatMessage } from '../support/conversation.js';
 import { startRig, stopRig, type Rig } from '../support/harness.js';
 import { request } from '../support/proxy-client.js';
+import { sendResponses, type Item } from '../support/responses-conversation.js';
 import { parseJson } from '../../src/reasoning/json.js';
 
 const CHAT = 'https://api.xiaomimimo.com/v1/chat/completions';
 const MESSAGES = 'https://api.xiaomimimo.com/anthropic/v1/messages';
+const RESPONSES = 'https://api.xiaomimimo.com/v1/responses';
 
 type Json = Record<string, unknown>;
 
@@ -179,6 +181,69 @@ describe('a put-back is for the same turn of the same conversation', () => {
       }
       expect(await thinkingSent(key, a.history)).toEqual([a.thinking]);
       expect(await thinkingSent(key, b.history)).toEqual([b.thinking]);
+    });
+  });
+
+  describe('on the Responses surface', () => {
+    /** The first step of a forgetful Responses client: its question, the call (no reasoning item), its output. */
+    async function first(key: string, question: string, stream: boolean): Promise<{ history: Item[]; reasoning: Item }> {
+      const history: Item[] = [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: question }] }];
+      const turn = await sendResponses({ url: RESPONSES, agent: rig.agent, ca: ca(), key, stream }, history);
+      expect(turn.response.status).toBe(200);
+      const call = turn.output!.find((item) => item.type === 'function_call')!;
+      const { status: _status, ...kept } = call;
+      history.push(kept, { type: 'function_call_output', call_id: call.call_id, output: '{"files":["README.md"]}' });
+      return { history, reasoning: rig.fake.responses.produced.get(call.call_id)! };
+    }
+    const renumber = (history: Item[]): Item[] => history.map((item) => (item.call_id === undefined ? item : { ...item, call_id: 'call_0' }));
+    /** The reasoning items the upstream received for the history. */
+    async function reasoningSent(key: string, history: Item[]): Promise<Item[]> {
+      const before = rig.fake.requests.length;
+      const turn = await sendResponses({ url: RESPONSES, agent: rig.agent, ca: ca(), key, stream: false }, history);
+      expect(turn.response.status).toBe(200);
+      return ((rig.fake.requests[before]!.json as { input: Item[] }).input).filter((item) => item.type === 'reasoning');
+    }
+
+    for (const stream of [false, true]) {
+      it(`two conversations with the same first call, call_ids renumbered, each get their own reasoning item (${stream ? 'streamed' : 'JSON'})`, async () => {
+        const key = `sk-resp-two-${stream}`;
+        const a = await first(key, '仓库里有什么？', stream);
+        const b = await first(key, '看看 src 目录。', stream);
+        expect(a.reasoning).not.toEqual(b.reasoning);
+        // The same call in both: a fingerprint alone would find B's (the newest) for A.
+        expect(a.history[1]!.arguments).toBe(b.history[1]!.arguments);
+        expect(await reasoningSent(key, renumber(a.history))).toEqual([a.reasoning]);
+        expect(await reasoningSent(key, renumber(b.history))).toEqual([b.reasoning]);
+      });
+    }
+
+    it('two conversations that nothing tells apart get a placeholder item; kept call_ids find each its own', async () => {
+      const key = 'sk-resp-twins';
+      const a = await first(key, '同一个问题', true);
+      const b = await first(key, '同一个问题', false);
+      for (const history of [renumber(a.history), renumber(b.history)]) {
+        const sent = await reasoningSent(key, history);
+        expect(sent).toHaveLength(1);
+        expect(sent[0]!.id).toBeUndefined();
+        expect(sent[0]!.content[0].text).toMatch(/^Reasoning for step 1 was not kept/);
+      }
+      expect(await reasoningSent(key, a.history)).toEqual([a.reasoning]);
+      expect(await reasoningSent(key, b.history)).toEqual([b.reasoning]);
+    });
+
+    it('a call_id another conversation used is no match: its reasoning never reaches a different call', async () => {
+      const key = 'sk-resp-reused';
+      const a = await first(key, '甲', false);
+      // Conversation B sends A's call_id on a call of its own (another path), without reasoning.
+      const history: Item[] = [
+        { type: 'message', role: 'user', content: [{ type: 'input_text', text: '乙' }] },
+        { type: 'function_call', call_id: a.history[1]!.call_id, name: a.history[1]!.name, arguments: '{"path":"config.json"}' },
+        { type: 'function_call_output', call_id: a.history[1]!.call_id, output: '{}' },
+      ];
+      const sent = await reasoningSent(key, history);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).not.toEqual(a.reasoning);
+      expect(sent[0]!.content[0].text).toMatch(/^Reasoning for step 1 was not kept/);
     });
   });
 });

@@ -18,6 +18,7 @@ import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/ha
 import { runNode } from '../support/node-run.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { CLI, spawnProxy } from '../support/proxy-process.js';
+import { runResponsesConversation, sendResponses } from '../support/responses-conversation.js';
 
 const PROVIDER_HOSTS = ['api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'];
 
@@ -108,6 +109,31 @@ describe('providers: every surface of every provider', () => {
       expect(sent[1]!.body.toString()).not.toMatch(anthropic ? /"tool_result"/ : /"role":"tool"/);
     });
   }
+
+  // DeepSeek serves the Responses API too, and refuses there with its reasoning_text sentence
+  // (PROVIDERS.md: openai/codex #42249): Codex at DeepSeek is the failure the Responses dialect is for.
+  for (const url of ['https://api.deepseek.com/v1/responses', 'https://api.deepseek.com/responses']) {
+    for (const stream of [false, true]) {
+      it(`deepseek Responses at ${new URL(url).pathname}, ${stream ? 'streamed' : 'not streamed'}: a forgetful client runs 3 rounds and gets the exact items back`, async () => {
+        const before = fake.responses.echoes.length;
+        const { turns } = await runResponsesConversation({ url, agent, ca: h.proxy.ca.caPem, key: `sk-resp-deepseek-${url}-${stream}`, stream });
+        expect(turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+        const echoes = fake.responses.echoes.slice(before);
+        expect(echoes).toHaveLength(6);
+        for (const echo of echoes) expect(echo.exact, JSON.stringify(echo)).toBe(true);
+        expect(fake.requests.at(-1)!.headers.host).toBe('api.deepseek.com');
+      });
+    }
+  }
+
+  it('deepseek Responses: its reasoning_text rejection is recognised, and the retry ends in 200', async () => {
+    const url = 'https://api.deepseek.com/v1/responses';
+    const { history } = await runResponsesConversation({ url, agent, ca: h.proxy.ca.caPem, key: 'sk-resp-elsewhere', stream: false, maxRounds: 2 });
+    const retries = h.proxy.counters.retries;
+    const res = await sendResponses({ url, agent, ca: h.proxy.ca.caPem, key: 'sk-resp-another', stream: false }, history);
+    expect(res.response.status).toBe(200);
+    expect(h.proxy.counters.retries - retries).toBe(1);
+  });
 
   it('keeps one key apart at two providers: what MiMo said never reaches DeepSeek', async () => {
     const key = 'sk-same-key-both';
@@ -267,6 +293,12 @@ describe('providers: direct mode', () => {
       expect(fake.echoes.slice(before).every((e) => e.exact)).toBe(true);
       expect(fake.requests.at(-1)!.path).toBe('/chat/completions');
       expect(fake.requests.at(-1)!.headers.host).toBe('api.deepseek.com');
+      // Its Responses API too (Codex with base_url http://127.0.0.1:PORT/v1).
+      const echoes = fake.responses.echoes.length;
+      const responses = await runResponsesConversation({ url: `${h.proxy.url}/v1/responses`, agent: plain, key: 'sk-direct-deepseek', stream: true });
+      expect(responses.turns.map((t) => t.response.status)).toEqual([200, 200, 200, 200]);
+      expect(fake.responses.echoes.slice(echoes).map((e) => e.exact)).toEqual([true, true, true, true, true, true]);
+      expect(fake.requests.at(-1)!.path).toBe('/responses');
     } finally {
       plain.destroy();
       await h.stop();

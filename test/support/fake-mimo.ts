@@ -13,7 +13,7 @@
  * It plays the other providers too, chosen by the Host header (PROVIDERS.md):
  * on `api.deepseek.com` DeepSeek's rule and exact error texts (chat at
  * `/chat/completions` and `/v1/chat/completions`, Anthropic at
- * `/anthropic/v1/messages`; `""` never counts; `deepseek-chat` does not think;
+ * `/anthropic/v1/messages`, Responses also at `/responses`; `""` never counts; `deepseek-chat` does not think;
  * with `tools` declared every earlier assistant turn needs its reasoning), on
  * Moonshot's and Kimi's hosts Kimi's (chat, also at Kimi Code's
  * `/coding/v1/chat/completions`; "... at index N"). With
@@ -683,7 +683,7 @@ export async function startFakeMimo(initial: FakeMimoOptions = {}): Promise<Fake
       }).catch(() => res.destroy());
       return;
     }
-    if (pathname === '/v1/responses' && req.method === 'POST') {
+    if ((pathname === '/v1/responses' || (provider === 'deepseek' && pathname === '/responses')) && req.method === 'POST') {
       const o = fake.options;
       handleResponses(req, res, record.json, fake.responses, {
         ...o.responses,

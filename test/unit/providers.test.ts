@@ -17,13 +17,16 @@ import { parseArgs, resolveConfig } from '../../src/cli/options.js';
 import { DIALECTS, dialectNamed } from '../../src/dialects.js';
 import { isDnsName } from '../../src/net/hosts.js';
 import { MimoProxyError } from '../../src/errors.js';
-import { caRenewCommand, PROVIDERS, providerById, surfaceFor, type Provider } from '../../src/providers.js';
+import { caRenewCommand, PROVIDERS, providerById, providerForHost, surfaceFor, type Provider } from '../../src/providers.js';
 import { nameKey } from '../../src/reasoning/match.js';
 import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import { thinkingDisabled, type ReasoningLookup } from '../../src/reasoning/rewrite.js';
 import { firstPolicy, retryPolicy } from '../../src/reasoning/upstream.js';
 import { DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY, DEEPSEEK_REASONING_ERROR_BODY, kimiReasoningErrorBody, REASONING_ERROR_BODY } from '../support/fake-mimo.js';
 import { body, type Json } from '../support/unit.js';
+import { runNode } from '../support/node-run.js';
+import { CLI } from '../support/proxy-process.js';
+import { DEEPSEEK_RESPONSES_REJECTION, responsesError } from '../support/fake-responses.js';
 
 const mimo = providerById('mimo') as Provider;
 const deepseek = providerById('deepseek') as Provider;
@@ -57,12 +60,34 @@ describe('the provider registry', () => {
     expect(served(kimi, '/coding/v1/chat/completions')).toBe('chat');
     expect(served(kimi, '/anthropic/v1/messages')).toBeUndefined();
     expect(served(mimo, '/anthropic/v1/messages')).toBe('anthropic');
-    // The Responses API (Codex): MiMo's, on its OpenAI base; not the others' (none is known to serve it).
+    // The Responses API (Codex): MiMo's, on its OpenAI base, and DeepSeek's (PROVIDERS.md); not Kimi's.
     expect(served(mimo, '/v1/responses')).toBe('responses');
     expect(served(mimo, '/v1/responses/resp_1')).toBeUndefined();
-    for (const provider of [deepseek, kimi]) expect(served(provider, '/v1/responses'), provider.id).toBeUndefined();
+    expect(served(deepseek, '/v1/responses')).toBe('responses');
+    expect(served(deepseek, '/responses')).toBe('responses');
+    expect(served(deepseek, '/v1/responses/resp_1/cancel')).toBeUndefined();
+    expect(served(kimi, '/v1/responses')).toBeUndefined();
     for (const provider of PROVIDERS) {
       expect(surfaceFor(provider, 'GET', '/v1/chat/completions'), provider.id).toBeUndefined();
+    }
+  });
+});
+
+describe('whose rules a host gets', () => {
+  const enabled = (argv: string[]) => resolveConfig(parseArgs(['--certs', os.tmpdir(), ...argv]).options).providers;
+
+  it('a host two enabled providers cover gets the provider whose domain names it most closely, whatever the --providers order', () => {
+    for (const order of ['mimo,deepseek,kimi', 'kimi,deepseek,mimo']) {
+      // A --hosts written before DeepSeek was a provider: DeepSeek's host is DeepSeek's, not MiMo's.
+      const withOldHosts = enabled(['--providers', order, '--hosts', 'xiaomimimo.com,api.deepseek.com,moonshot.ai']);
+      expect(providerForHost('api.deepseek.com', withOldHosts)?.id, order).toBe('deepseek');
+      expect(providerForHost('api.moonshot.ai', withOldHosts)?.id, order).toBe('kimi');
+      expect(providerForHost('api.xiaomimimo.com', withOldHosts)?.id, order).toBe('mimo');
+      // What only --hosts covers stays MiMo's; a MiMo relay under a Kimi domain, named more closely, too.
+      expect(providerForHost('other.moonshot.ai', withOldHosts)?.id, order).toBe('mimo');
+      const relay = enabled(['--providers', order, '--hosts', 'xiaomimimo.com,relay.api.kimi.com']);
+      expect(providerForHost('relay.api.kimi.com', relay)?.id, order).toBe('mimo');
+      expect(providerForHost('api.kimi.com', relay)?.id, order).toBe('kimi');
     }
   });
 });
@@ -75,6 +100,30 @@ describe('whose rejection is whose', () => {
       expect(rejected(deepseek, DEEPSEEK_REASONING_ERROR_BODY, sse)).toBe(true);
       expect(rejected(deepseek, DEEPSEEK_ANTHROPIC_REASONING_ERROR_BODY, sse)).toBe(true);
       for (const n of [0, 3, 127]) expect(rejected(deepseek, deepseekOld(n), sse), String(n)).toBe(true);
+      // Its Responses text, in the Responses error shape.
+      expect(rejected(deepseek, responsesError(DEEPSEEK_RESPONSES_REJECTION, 'invalid_request_error'), sse)).toBe(true);
+    }
+  });
+
+  it('reads 64 KiB of adversarial error text in milliseconds with every provider\'s patterns (no catastrophic backtracking)', () => {
+    const n = 64 * 1024 - 64;
+    const texts = [
+      `reasoning_content pass${' '.repeat(n)}`,
+      `reasoning_content ${'pass '.repeat(n / 5)}`,
+      `reasoning_text ${'not been '.repeat(n / 9)}`,
+      'reasoning'.repeat(n / 9),
+      'x'.repeat(n),
+      `${'thinking is enabled but reasoning_content is missing in assistant tool call message at index '.repeat(n / 200)}${'9'.repeat(1000)}x`,
+      `${'Missing `reasoning_content` field in the assistant message at message index '.repeat(n / 160)}`,
+    ];
+    for (const provider of PROVIDERS) {
+      for (const text of texts) {
+        for (const framed of [JSON.stringify({ error: { message: text } }), `data: ${JSON.stringify({ type: 'error', message: text.slice(0, 1000) })}\n\n`.repeat(60)]) {
+          const started = performance.now();
+          isReasoningRejection(400, Buffer.from(framed), provider.rejections);
+          expect(performance.now() - started, `${provider.id} ${text.slice(0, 20)}`).toBeLessThan(50);
+        }
+      }
     }
   });
 
@@ -277,6 +326,41 @@ describe('the CA and the providers it covers', () => {
     expect(text).toMatch(/Remove the old CA from every trust store/);
     // A leaf for a provider's host now issues.
     expect((await renewed.leafFor('api.deepseek.com')).certPem).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('ca --renew says which of the old files it kept aside: a folder with a certificate and no key keeps no key', async () => {
+    const dir = fresh();
+    const old = await loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] });
+    await fs.rm(path.join(dir, 'ca-key.pem'));
+    const out: string[] = [];
+    const io = { env: {}, platform: process.platform, stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    expect(await caCommand(['--renew', '--certs', dir], io)).toBe(0);
+    const text = out.join('');
+    expect(text).toContain(old.fingerprint256);
+    expect(text).not.toMatch(/and its key are kept/);
+    expect(text).toMatch(/The old CA \(SHA-256 [0-9A-F:]+\) is kept in \S+old-ca-\S+ \(its key was not there\)/);
+  });
+
+  it('ca --renew over corrupt CA files keeps them aside as they were and makes a working CA; a certs path through a file is a clear error', async () => {
+    const dir = fresh();
+    await loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] });
+    await fs.writeFile(path.join(dir, 'ca.pem'), 'garbage');
+    await expect(loadOrCreateCa({ dir, domains: ['xiaomimimo.com'] })).rejects.toThrow(/cannot be used/);
+    const renewal = await renewCa({ dir, domains: ['xiaomimimo.com', 'api.deepseek.com'] });
+    expect(renewal.oldFingerprint256).toBeUndefined();
+    expect(await fs.readFile(path.join(renewal.keptAside!, 'ca.pem'), 'utf8')).toBe('garbage');
+    expect(statSync(path.join(renewal.keptAside!, 'ca-key.pem')).mode & 0o777).toBe(0o600);
+    expect((await loadOrCreateCa({ dir, domains: ['xiaomimimo.com', 'api.deepseek.com'] })).fingerprint256).toBe(renewal.ca.fingerprint256);
+    const file = path.join(dir, 'a-file');
+    await fs.writeFile(file, '');
+    await expect(renewCa({ dir: path.join(file, 'certs'), domains: ['xiaomimimo.com'] })).rejects.toMatchObject({ code: 'CERTS_DIR_UNWRITABLE' });
+  });
+
+  it.skipIf(process.platform !== 'linux')('ca --renew with --certs on a pseudo-filesystem (/proc) ends with CERTS_DIR_UNWRITABLE instead of spinning forever', async () => {
+    // Node's recursive mkdir never returns there (mkdir answers ENOENT under an existing /proc).
+    const run = await runNode([CLI, 'ca', '--renew', '--certs', '/proc/mimo-proxy-certs'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, ms: 10_000 });
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/^ERROR: could not write the CA to \/proc\/mimo-proxy-certs: .+ Fix: pass --certs DIR with a directory you own/);
   });
 
   it('renewCa in an empty folder just makes the CA (nothing to keep aside)', async () => {

@@ -4,8 +4,10 @@ import { responseEvents, responseObject } from '../support/fake-responses.js';
 import { learnKeys, type TurnReasoning } from '../../src/reasoning/match.js';
 import { isReasoningRejection } from '../../src/reasoning/rejection.js';
 import type { RewriteOutcome, RewritePolicy } from '../../src/reasoning/rewrite.js';
-import { createResponsesJsonTap, createResponsesSseTap } from '../../src/responses/fold.js';
+import { createResponsesFold, createResponsesJsonTap, createResponsesSseTap, MAX_ITEMS } from '../../src/responses/fold.js';
 import { rewriteResponsesRequest } from '../../src/responses/rewrite.js';
+import { rewriteMessagesRequest } from '../../src/anthropic/rewrite.js';
+import { rewriteChatRequest } from '../../src/chat/rewrite.js';
 import { decodeReasoning } from '../../src/responses/types.js';
 
 const PLACEHOLDER: RewritePolicy = { degrade: 'placeholder' };
@@ -71,7 +73,7 @@ describe('the Responses dialect', () => {
     expect(miss[1]!.content[0].text).toBe('Reasoning for step 1 was not kept; this step called shell.');
   });
 
-  it('leaves a request alone that carries its reasoning, or holds previous_response_id, or has no input list', () => {
+  it('leaves a request alone that carries its reasoning, or holds previous_response_id or a conversation, or has no input list', () => {
     const kept = body({ model: 'm', input: afterSecond });
     const outcome = rewriteResponsesRequest(kept, memory().lookup, PLACEHOLDER);
     expect(outcome.kind).toBe('unchanged');
@@ -82,6 +84,11 @@ describe('the Responses dialect', () => {
       [[R2], false],
     ]);
     expect(rewriteResponsesRequest(body({ previous_response_id: 'resp_1', input: forget(afterSecond) }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'stateful' });
+    // The Conversations API's `conversation` (an id, or {id}) is stateful the same way: the upstream holds the items.
+    for (const conversation of ['conv_1', { id: 'conv_1' }]) {
+      expect(rewriteResponsesRequest(body({ conversation, input: forget(afterSecond) }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'stateful' });
+    }
+    expect(rewriteResponsesRequest(body({ conversation: null, previous_response_id: null, input: forget(afterSecond) }), memory().lookup, PLACEHOLDER).kind).toBe('rewritten');
     expect(rewriteResponsesRequest(body({ input: { type: 'message' } }), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'no-messages' });
     expect(rewriteResponsesRequest(body({ input: 'hello' }), memory().lookup, PLACEHOLDER).kind).toBe('unchanged');
   });
@@ -203,6 +210,58 @@ describe('the Responses dialect', () => {
     expect(rewriteResponsesRequest(Buffer.from('{"input":['), memory().lookup, PLACEHOLDER)).toEqual({ kind: 'skipped', reason: 'invalid-json' });
     expect(decodeReasoning('{"responses_reasoning":[{"at":-3,"item":{"type":"reasoning","content":[{"text":"t"}]}},5,{"item":{"type":"reasoning"}}]}')).toEqual([{ at: 0, item: { type: 'reasoning', content: [{ text: 't' }] } }]);
     expect(decodeReasoning('{"anthropic_thinking":[]}')).toBeUndefined();
+  });
+
+  it('finds the item an event names by item_id without a scan of every item (a hostile stream of 1,024 items and empty deltas)', () => {
+    const fold = createResponsesFold();
+    const id = (i: number): string => `rs_${'x'.repeat(40)}${i}`;
+    for (let i = 0; i < MAX_ITEMS; i++) expect(fold.add({ type: 'response.output_item.added', output_index: i, item: { type: 'reasoning', id: id(i) } })).toBe(true);
+    // Empty deltas add no text, so no bound stops them: each one cost a scan of every item (~7 µs).
+    const started = performance.now();
+    for (let i = 0; i < 100_000; i++) fold.add({ type: 'response.reasoning_text.delta', item_id: id(MAX_ITEMS - 1), delta: '' });
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(fold.add({ type: 'response.reasoning_text.delta', item_id: id(3), delta: 'three' })).toBe(true);
+    expect(fold.add({ type: 'response.output_item.done', output_index: 3, item: { type: 'reasoning', id: id(3) } })).toBe(true);
+    expect(fold.add({ type: 'response.completed', response: {} })).toBe(true);
+    expect(fold.output()[3]).toEqual({ type: 'reasoning', id: id(3), content: [{ type: 'reasoning_text', text: 'three' }] });
+  });
+
+  it('learns the same from a stream cut in two at every byte boundary, and byte by byte (CRLF framing too)', () => {
+    for (const crlf of [false, true]) {
+      let text = responseEvents('resp_1', 'm', SECOND).join('');
+      if (crlf) text = text.replaceAll('\n', '\r\n');
+      const bytes = Buffer.from(text);
+      const fed = (pieces: Buffer[]): unknown => {
+        const tap = createResponsesSseTap();
+        for (const piece of pieces) tap.feed(piece);
+        return tap.end();
+      };
+      const whole = fed([bytes]) as TurnReasoning[];
+      expect(whole).toHaveLength(1);
+      for (let at = 1; at < bytes.length; at++) expect(fed([bytes.subarray(0, at), bytes.subarray(at)]), `cut at ${at}`).toEqual(whole);
+      expect(fed([...bytes].map((byte) => Buffer.from([byte])))).toEqual(whole);
+      // Cut short anywhere: nothing learned.
+      for (let at = 0; at < bytes.length - (crlf ? 4 : 2); at += 97) expect(fed([bytes.subarray(0, at)]), `short at ${at}`).toBeUndefined();
+    }
+  });
+
+  it('takes time linear in the calls of one turn: 60,000 calls in one turn (any dialect) do not hold the thread for seconds', () => {
+    // A turn's call ids were collected with a list scan per call: 60,000 calls cost ~2 s of a
+    // blocked event loop (a 1 MB body ~150 ms), in the worker 10 s for 150,000 (then the original went up).
+    const n = 60_000;
+    const ids = Array.from({ length: n }, (_, i) => `c${i}`);
+    const bodies: [string, () => RewriteOutcome][] = [
+      ['responses', () => rewriteResponsesRequest(body({ input: ids.map((id) => ({ type: 'function_call', call_id: id, name: 'f', arguments: '{}' })) }), memory().lookup, PLACEHOLDER)],
+      ['chat', () => rewriteChatRequest(body({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'f', arguments: '{}' } })) }] }), memory().lookup, PLACEHOLDER)],
+      ['anthropic', () => rewriteMessagesRequest(body({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: ids.map((id) => ({ type: 'tool_use', id, name: 'f', input: {} })) }] }), memory().lookup, PLACEHOLDER)],
+    ];
+    for (const [dialect, rewrite] of bodies) {
+      const started = performance.now();
+      const outcome = rewrite();
+      const ms = performance.now() - started;
+      expect(outcome.kind, dialect).toBe('rewritten');
+      expect(ms, dialect).toBeLessThan(1000);
+    }
   });
 });
 
