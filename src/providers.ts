@@ -142,6 +142,9 @@ export function providerForHost(host: string, enabled: readonly EnabledProvider[
   return best?.provider;
 }
 
+/** Every provider with its own domains, enabled or not (direct mode names its upstream itself). */
+export const ALL_PROVIDERS: readonly EnabledProvider[] = PROVIDERS.map((provider) => ({ id: provider.id, domains: [...provider.domains] }));
+
 /** The name of the dialect serving a request to `provider`, or undefined: the request passes through untouched. */
 export function surfaceFor(provider: Provider, method: string | undefined, path: string): string | undefined {
   if (method !== 'POST') return undefined;

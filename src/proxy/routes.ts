@@ -22,7 +22,7 @@ import type { ProxyConfig } from '../config.js';
 import { formatHostPort, parseConnectTarget } from '../net/connect-target.js';
 import { resolveDestination, type Destination } from '../net/connect-to.js';
 import { isOurHost } from '../net/hosts.js';
-import { providerById, providerForHost, type Provider } from '../providers.js';
+import { ALL_PROVIDERS, providerById, providerForHost, type Provider } from '../providers.js';
 import { errorShapeFor, type ErrorShape } from './http-error.js';
 
 /** What routing reads of a request: Node's IncomingMessage is one. */
@@ -162,8 +162,10 @@ export function createRouter(config: RouterConfig): Router {
   const scraperAuthorised = authChecker(config.auth, 'authorization');
   const upstreamTls = config.upstream.protocol === 'https:';
   const upstream = { host: unbracket(config.upstream.hostname), port: Number(config.upstream.port) || (upstreamTls ? 443 : 80) };
-  // Direct mode: the provider whose domains cover --upstream, else the first one enabled.
-  const directProvider = providerForHost(upstream.host, config.providers) ?? providerById(config.providers[0]?.id ?? 'mimo');
+  // Direct mode: the enabled provider whose domains cover --upstream, else the provider that
+  // --upstream names (the user pointed direct mode there, enabled or not: its rules, not
+  // another's), else the first one enabled (a relay or a test upstream).
+  const directProvider = providerForHost(upstream.host, config.providers) ?? providerForHost(upstream.host, ALL_PROVIDERS) ?? providerById(config.providers[0]?.id ?? 'mimo');
 
   const relay = (kind: Relay['kind'], at: Destination, tls: boolean, shape: ErrorShape, rewrite: Pick<Relay, 'url' | 'hostHeader' | 'provider'> = {}): Relay => ({
     kind,

@@ -217,8 +217,11 @@ describe('routing by provider', () => {
     expect(at('token-plan-sgp.xiaomimimo.com')).toMatchObject({ kind: 'intercept', provider: { id: 'mimo' } });
   });
 
-  it('gives direct mode the provider of --upstream, else the first one enabled', () => {
+  it('gives direct mode the provider of --upstream (enabled or not), else the first one enabled', () => {
     expect(router('--providers', 'mimo,deepseek', '--upstream', 'https://api.deepseek.com').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', url: '/chat/completions', provider: { id: 'deepseek' } });
     expect(router('--providers', 'kimi', '--upstream', 'https://127.0.0.1:9443/v1').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', provider: { id: 'kimi' } });
+    // --upstream names a provider that is not enabled: its rules, not the first enabled one's.
+    expect(router('--providers', 'deepseek').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', provider: { id: 'mimo' } });
+    expect(router('--providers', 'mimo', '--upstream', 'https://api.moonshot.ai/v1').request(line('POST', '/v1/chat/completions'))).toMatchObject({ kind: 'direct', provider: { id: 'kimi' } });
   });
 });
