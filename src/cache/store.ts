@@ -233,10 +233,36 @@ function unwritable(what: string, err: unknown): MimoProxyError {
   return new MimoProxyError('DATA_DIR_UNWRITABLE', `could not write ${what}: ${describeFailure(err)}`, DATA_DIR_HINT, { cause: err });
 }
 
+/**
+ * `mkdir -p`, one level at a time; returns the first folder it made (undefined: it existed).
+ * Not fs.mkdirSync's `recursive`: it never returns on a pseudo-filesystem that answers ENOENT
+ * under a parent that exists (`--data /proc/x` spun at 100% CPU), where this throws the ENOENT.
+ */
+function makeDirsSync(dir: string, mode: number): string | undefined {
+  try {
+    fs.mkdirSync(dir, { mode });
+    return dir;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return undefined;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+    const first = makeDirsSync(parent, mode);
+    try {
+      fs.mkdirSync(dir, { mode });
+    } catch (again) {
+      // Made meanwhile by another process: not ours.
+      if ((again as NodeJS.ErrnoException).code === 'EEXIST') return first;
+      throw again;
+    }
+    return first ?? dir;
+  }
+}
+
 /** Create the data dir (0700 when we create it) and the db file (always 0600). */
 function prepareFiles(dir: string, file: string): void {
   try {
-    const created = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const created = makeDirsSync(dir, 0o700);
     // mkdir's mode is filtered by the umask; say exactly what we mean.
     if (created !== undefined) fs.chmodSync(dir, 0o700);
     fs.closeSync(fs.openSync(file, 'a', 0o600));

@@ -71,6 +71,14 @@ describe('mimo-proxy start', () => {
     expect(run.code).toBe(0);
   });
 
+  it.runIf(process.platform === 'linux')('stops with one line when --data is under a pseudo-filesystem (/proc), instead of spinning', async () => {
+    const started = Date.now();
+    const run = await cli(['start', '--port', '0', '--certs', path.join(dir, 'proc-data'), '--data', '/proc/mimo-proxy-none/data'], { ms: 10_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^ERROR: could not write the reasoning store \/proc\/mimo-proxy-none\/data\/reasoning\.sqlite: ENOENT\. Fix: /);
+    expect(Date.now() - started).toBeLessThan(9_000);
+  });
+
   it('refuses a bad option with one line naming it and the fix', async () => {
     const run = await cli(['start', '--port', 'eighty']);
     expect(run.code).toBe(1);
