@@ -13,7 +13,6 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { loadOrCreateCa, type CertificateAuthority } from '../ca/index.js';
 import { ReasoningCache, type StoreStatus } from '../cache/cache.js';
-import { RedisStore } from '../cache/redis.js';
 import type { ProxyConfig } from '../config.js';
 import { Engine } from './engine.js';
 import { MimoProxyError } from '../errors.js';
@@ -125,7 +124,8 @@ export async function startProxy(config: ProxyConfig, log: Logger, connectionLim
   const secureContext = tls.createSecureContext({ ca: upstreamRoots(config.upstreamCaPem) });
   const limits = { maxEntries: config.cacheMax, maxBytes: config.cacheMaxBytes, ttlMs: config.cacheTtlMs };
   // A Redis --store replaces the SQLite file: memory in front, Redis shared behind it.
-  const shared = config.store ? new RedisStore({ url: config.store, log, secureContext }) : undefined;
+  // Loaded only for a Redis --store: ioredis and its modules weigh about 10 MiB.
+  const shared = config.store ? new (await import('../cache/redis.js')).RedisStore({ url: config.store, log, secureContext }) : undefined;
   const store = config.persist && !shared ? openStore(config.dataDir, limits, log) : undefined;
   const cache = new ReasoningCache({ limits, store, shared, log });
   // Redis down at start is no reason not to serve: its state is logged, and the proxy reconnects.

@@ -121,7 +121,7 @@ describe('what start loads', () => {
     return { run, urls: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
   }
 
-  it("restarted with its CA in place, it loads http-mitm-proxy without node-forge or ws (the library's own CA and WebSocket relay stand aside)", async () => {
+  it("restarted with its CA in place, it loads http-mitm-proxy without node-forge or ws (the library's own CA and WebSocket relay stand aside), and no Redis client", async () => {
     const certs = path.join(dir, 'start-certs');
     const first = await started(certs, 'first-start');
     expect(first.run.code).toBe(0);
@@ -131,6 +131,7 @@ describe('what start loads', () => {
     expect(again.urls.some((u) => u.includes('/node_modules/http-mitm-proxy/dist/lib/proxy.js'))).toBe(true);
     expect(again.urls.filter((u) => u.includes('/node_modules/node-forge/'))).toEqual([]);
     expect(again.urls.filter((u) => /\/node_modules\/ws\/lib\//.test(u))).toEqual([]);
+    expect(again.urls.filter((u) => u.includes('/node_modules/ioredis/'))).toEqual([]); // only for a Redis --store
   });
 });
 
