@@ -4,7 +4,7 @@
  * missing or of the wrong type, and fields we do not know are kept as they
  * came (the index signatures), so a rewrite never drops what a client sent.
  */
-import { isRecord } from '../reasoning/json.js';
+import { argumentsText, isRecord } from '../reasoning/json.js';
 
 export interface FunctionCall {
   name?: unknown;
@@ -58,16 +58,7 @@ export function toolCallNames(message: Record<string, unknown>): string[] {
 export function toolCallArguments(call: unknown): string {
   if (!isRecord(call)) return '';
   const fn = call['function'];
-  if (!isRecord(fn)) return '';
-  const args = fn['arguments'];
-  if (typeof args === 'string') return args;
-  if (args === undefined || args === null) return '';
-  // Some clients send an object instead of a JSON string; keep its JSON.
-  try {
-    return JSON.stringify(args) ?? '';
-  } catch {
-    return '';
-  }
+  return isRecord(fn) ? argumentsText(fn['arguments']) : '';
 }
 
 /** A tool call's id, or '' when it has none. */

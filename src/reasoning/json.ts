@@ -66,6 +66,20 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
+ * A tool call's arguments as text: a string (a JSON string per the APIs) as sent; an object,
+ * which some clients send instead, as its JSON; anything else ''.
+ */
+export function argumentsText(args: unknown): string {
+  if (typeof args === 'string') return args;
+  if (args === undefined || args === null) return '';
+  try {
+    return JSON.stringify(args) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
  * A call's arguments as a JSON string (chat tool_calls, a string tool_use
  * input) parsed and re-serialised canonically, so a client that re-serialised
  * or re-ordered them still matches; the trimmed raw string when they do not parse.

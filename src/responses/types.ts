@@ -20,7 +20,7 @@
  * out), so it is put back as the upstream produced it. Values stored by the other dialects never reach this
  * one: the cache scopes them apart.
  */
-import { isRecord } from '../reasoning/json.js';
+import { argumentsText, isRecord } from '../reasoning/json.js';
 import { hasReasoning } from '../reasoning/match.js';
 
 /** A reasoning item as remembered, and `at`: how many of the run's other items came before it. */
@@ -75,15 +75,7 @@ export function callName(item: unknown): string {
 
 /** A function call's arguments as sent (a JSON string per the API; an object's JSON when a client sent one). */
 export function callArguments(item: unknown): string {
-  if (!isRecord(item)) return '';
-  const args = item['arguments'];
-  if (typeof args === 'string') return args;
-  if (args === undefined || args === null) return '';
-  try {
-    return JSON.stringify(args) ?? '';
-  } catch {
-    return '';
-  }
+  return isRecord(item) ? argumentsText(item['arguments']) : '';
 }
 
 /**

@@ -12,9 +12,9 @@
  * one tool_use; otherwise a final text answer after a thinking block. Every
  * thinking text is unique (a random tag), and its signature is '' as MiMo's.
  */
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Echo } from './fake-mimo.js';
+import { bounded, isObject, randomId, splitText as split } from './fake-common.js';
 
 export interface FakeAnthropicState {
   /** The thinking this route produced, by tool_use id. */
@@ -59,30 +59,6 @@ const MAX_TOOL_ROUNDS = 10_000;
 const MAX_DELAY_MS = 60_000;
 
 type Verdict = { status: number; body: string } | undefined;
-
-function isObject(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function randomId(length: number): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-  let out = '';
-  for (const b of randomBytes(length)) out += alphabet[b % alphabet.length];
-  return out;
-}
-
-function bounded(value: number, min: number, max: number): number {
-  return Number.isFinite(value) ? Math.min(max, Math.max(min, Math.floor(value))) : min;
-}
-
-/** Splits text into `pieces` parts by code point (never mid-character). */
-function split(text: string, pieces: number): string[] {
-  const chars = Array.from(text);
-  const count = Math.max(1, Math.min(pieces, chars.length));
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) out.push(chars.slice(Math.floor((i * chars.length) / count), Math.floor(((i + 1) * chars.length) / count)).join(''));
-  return out;
-}
 
 function blocksOf(message: Record<string, any>): unknown[] {
   return Array.isArray(message.content) ? message.content : [];

@@ -20,7 +20,7 @@
  * `mimoShapeRules`, MiMo's other 400s too (null or list content on a tool-call
  * message, an empty tool-call name).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -28,6 +28,9 @@ import zlib from 'node:zlib';
 import { handleAnthropic, type FakeAnthropicState } from './fake-anthropic.js';
 import { handleResponses, type FakeResponsesOptions, type FakeResponsesState } from './fake-responses.js';
 import { makeTestCa, type TestCa } from './pki.js';
+import { isObject, randomId, splitText } from './fake-common.js';
+
+export { splitText } from './fake-common.js';
 
 export interface FakeMimoOptions {
   /** Tool-call rounds before a final answer (default 3). */
@@ -208,28 +211,9 @@ const MAX_CHOICES = 16;
 const MAX_CHUNKS = 100_000;
 const TOOL_NAMES = ['get_weather', 'read_file', 'search_web'] as const;
 
-function randomId(length: number): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-  const bytes = randomBytes(length);
-  let out = '';
-  for (const b of bytes) out += alphabet[b % alphabet.length];
-  return out;
-}
-
 function boundedInt(value: number | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined || !Number.isFinite(value)) return fallback;
   return Math.min(max, Math.max(min, Math.floor(value)));
-}
-
-/** Splits text into `pieces` parts by code point, so Chinese is spread over events (never mid-character). */
-export function splitText(text: string, pieces: number): string[] {
-  const chars = Array.from(text);
-  const count = Math.max(1, Math.min(pieces, chars.length));
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    out.push(chars.slice(Math.floor((i * chars.length) / count), Math.floor(((i + 1) * chars.length) / count)).join(''));
-  }
-  return out;
 }
 
 interface ToolCall {
@@ -318,10 +302,6 @@ async function writePadding(write: (data: string) => Promise<void>, id: string, 
   const event = `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: { content: filler }, finish_reason: null }] })}\n\n`;
   const size = Buffer.byteLength(event);
   for (let written = 0; written < total && !stop(); written += size) await write(event);
-}
-
-function isObject(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** acceptEncodedBodies: a request body decoded per its Content-Encoding (codings in the order applied). */

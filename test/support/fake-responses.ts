@@ -22,8 +22,8 @@
  * 'text' (a summary part, streamed with reasoning_summary_text events); with
  * `encrypted`, it also carries encrypted_content.
  */
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bounded, isObject, randomId, splitText as split } from './fake-common.js';
 
 export interface ResponsesEcho {
   /** The call the echo is for. */
@@ -76,30 +76,6 @@ const UNSUPPORTED_TOOLS = new Set(['web_search', 'web_search_preview', 'custom',
 const MAX_TOOL_ROUNDS = 10_000;
 const MAX_CALLS = 16;
 const MAX_DELAY_MS = 60_000;
-
-function isObject(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function randomId(length: number): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-  let out = '';
-  for (const b of randomBytes(length)) out += alphabet[b % alphabet.length];
-  return out;
-}
-
-function bounded(value: number, min: number, max: number): number {
-  return Number.isFinite(value) ? Math.min(max, Math.max(min, Math.floor(value))) : min;
-}
-
-/** Splits text into `pieces` parts by code point (never mid-character). */
-function split(text: string, pieces: number): string[] {
-  const chars = Array.from(text);
-  const count = Math.max(1, Math.min(pieces, chars.length));
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) out.push(chars.slice(Math.floor((i * chars.length) / count), Math.floor(((i + 1) * chars.length) / count)).join(''));
-  return out;
-}
 
 function itemType(item: unknown): string {
   if (!isObject(item)) return '';
