@@ -60,13 +60,14 @@ const COMMANDS = new Map<string, () => Promise<Command>>([
 async function usage(): Promise<string> {
   const { optionsHelp } = await import('./options.js');
   return `mimo-proxy ${VERSION}: puts MiMo's reasoning_content back into agent conversations.
-A local HTTPS proxy that intercepts only *.xiaomimimo.com; clients keep their MiMo URL.
+A local HTTPS proxy that intercepts only *.xiaomimimo.com (and the --providers you enable);
+clients keep their MiMo URL.
 
 Usage:
   mimo-proxy start [options]            run the proxy (default 127.0.0.1:8899)
   mimo-proxy env [--shell S] [--unset]  print shell code that sends this shell's clients through it
   mimo-proxy run [options] -- CMD ARGS  run one command through it (starts one if none is running)
-  mimo-proxy ca [--pem|--install|--uninstall]  the CA's path, PEM, or OS trust store install
+  mimo-proxy ca [--pem|--install|--uninstall|--renew]  the CA's path, PEM, OS trust store install, or a new CA
   mimo-proxy status [--port P]          what a running proxy is doing
 
 Examples:
