@@ -212,7 +212,7 @@ export function createRouter(config: RouterConfig): Router {
         if (upstreamPath === undefined) {
           return refuse(
             404,
-            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, POST /v1/responses, GET /v1/models. Pages: /, /health, /ca.pem, /metrics`,
+            `mimo-proxy has no ${line.method ?? 'GET'} ${pathname}. Use it as an HTTPS proxy (HTTPS_PROXY), or in direct mode: POST /v1/chat/completions, POST /v1/responses, POST /anthropic/v1/messages, GET /v1/models. Pages: /, /health, /ca.pem, /metrics`,
             shape,
           );
         }
