@@ -179,9 +179,11 @@ export class Exchange {
     if (!this.buffering) return chunk;
     const at = this.size;
     this.size += chunk.length;
-    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes) {
+    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes && this.budget.reserve(this.declared)) {
       // A large body of a declared length goes straight into the buffer the worker reads: no
-      // chunks held besides it, no copy at the end.
+      // chunks held besides it, no copy at the end. Reserved first: a length the budget
+      // refuses allocates nothing (the check below forwards the body).
+      this.reserved = this.declared;
       this.shared = Buffer.from(new SharedArrayBuffer(this.declared));
     }
     if (this.shared && this.size <= this.shared.length) chunk.copy(this.shared, at);
