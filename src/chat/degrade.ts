@@ -60,8 +60,10 @@ export function flattenToolExchange(messages: readonly unknown[], index: number,
   const sections = calls.map((call) => {
     const name = toolCallName(call) || 'an unnamed tool';
     const args = toolCallArguments(call).trim();
+    // Taken once: a result goes with the first call of its id ('' included: it was consumed).
     const id = toolCallId(call);
-    const outputs = id === '' ? [] : (results.get(id) ?? []);
+    const outputs = results.get(id) ?? [];
+    results.delete(id);
     const head = `The tool ${name} was called with arguments ${args === '' ? '(none)' : args}.`;
     if (outputs.length === 0) return `${head}\nNo result was recorded.`;
     return outputs.map((output) => `${head}\nResult:\n${resultText(output)}`).join('\n\n');

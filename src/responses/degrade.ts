@@ -72,8 +72,10 @@ export function flattenRun(entries: readonly unknown[], index: number, step: num
   const sections = calls.map((call) => {
     const name = callName(call) || 'an unnamed tool';
     const args = callArguments(call).trim();
+    // Taken once: a result goes with the first call of its id ('' included: it was consumed).
     const id = stringField(call, 'call_id');
-    const outputs = id === '' ? [] : (results.get(id) ?? []);
+    const outputs = results.get(id) ?? [];
+    results.delete(id);
     const head = `The tool ${name} was called with arguments ${args === '' ? '(none)' : args}.`;
     if (outputs.length === 0) return `${head}\nNo result was recorded.`;
     return outputs.map((output) => `${head}\nResult:\n${resultText(output)}`).join('\n\n');
