@@ -1,6 +1,7 @@
 /**
- * One exchange on a reasoning surface (chat completions, or the Anthropic
- * messages endpoint: ../dialects.ts) through the proxy, from the plugin's side:
+ * One exchange on a reasoning surface (chat completions, Anthropic messages or
+ * the Responses API, at a provider: ../providers.ts) through the proxy, from
+ * the plugin's side:
  *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
  *   400 reasoning -> described as a retry (the body to send instead, with the
@@ -415,7 +416,7 @@ export class Exchange {
   }
 
   /**
-   * Whether an answer with this status may be MiMo's reasoning 400 for a request this exchange
+   * Whether an answer with this status may be the provider's reasoning 400 for a request this exchange
    * rewrote: then the plugin reads the answer's body (rejection.ts says how much) and asks
    * retryBody before the client sees anything.
    */
@@ -424,7 +425,7 @@ export class Exchange {
   }
 
   /**
-   * The whole body of the upstream's 400: when it is MiMo's reasoning rejection and a stronger
+   * The whole body of the upstream's 400: when it is the provider's reasoning rejection and a stronger
    * rewrite exists, the body to send upstream once more instead; undefined: the answer goes on
    * to the client as it came.
    */
