@@ -56,7 +56,7 @@ export interface PluginDeps {
 /** An upstream failure's class for /metrics: a fixed set, never the message or the host. */
 export function upstreamErrorClass(err: NodeJS.ErrnoException): UpstreamErrorClass {
   if (err instanceof UpstreamTimeoutError || err.code === 'ETIMEDOUT') return 'timeout';
-  if (err instanceof UpstreamProtocolError || err.code === 'HPE_INVALID_CONSTANT' || err.code?.startsWith('HPE_')) return 'protocol';
+  if (err instanceof UpstreamProtocolError || err.code?.startsWith('HPE_') === true) return 'protocol';
   if (err.code === 'ECONNREFUSED') return 'refused';
   if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.message === 'socket hang up') return 'reset';
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return 'dns';

@@ -152,7 +152,7 @@ export class ReasoningService {
 export class Exchange {
   private chunks: Buffer[] = [];
   /** A large body of a declared length, filled as it arrives (instead of chunks). */
-  private shared: Buffer | undefined;
+  private presized: Buffer | undefined;
   private size = 0;
   private buffering = true;
   private original: Buffer | undefined;
@@ -185,12 +185,12 @@ export class Exchange {
       // chunks held besides it, no copy at the end. Reserved first: a length the budget
       // refuses allocates nothing (the check below forwards the body).
       this.reserved = this.declared;
-      this.shared = Buffer.from(new SharedArrayBuffer(this.declared));
+      this.presized = Buffer.from(new SharedArrayBuffer(this.declared));
     }
-    if (this.shared && this.size <= this.shared.length) chunk.copy(this.shared, at);
+    if (this.presized && this.size <= this.presized.length) chunk.copy(this.presized, at);
     else {
-      if (this.shared) this.chunks.push(this.shared.subarray(0, at));
-      this.shared = undefined;
+      if (this.presized) this.chunks.push(this.presized.subarray(0, at));
+      this.presized = undefined;
       this.chunks.push(chunk);
     }
     if (this.size > this.options.config.maxBodyBytes) {
@@ -214,8 +214,8 @@ export class Exchange {
   private stopBuffering(): Buffer {
     this.buffering = false;
     this.options.counters.skippedBodies++;
-    const held = this.shared ? Buffer.from(this.shared.subarray(0, this.size)) : Buffer.concat(this.chunks);
-    this.shared = undefined;
+    const held = this.presized ? Buffer.from(this.presized.subarray(0, this.size)) : Buffer.concat(this.chunks);
+    this.presized = undefined;
     this.chunks = [];
     this.releaseBudget();
     return held;
@@ -282,20 +282,20 @@ export class Exchange {
   }
 
   /**
-   * The buffered body, once; buffering stops. `shared`: in a SharedArrayBuffer, so a worker
+   * The buffered body, once; buffering stops. `forWorker`: in a SharedArrayBuffer, so a worker
    * reads the very bytes this thread keeps (no copy).
    */
-  private takeBody(shared = false): Buffer {
+  private takeBody(forWorker = false): Buffer {
     this.buffering = false;
-    const filled = this.shared;
-    this.shared = undefined;
+    const filled = this.presized;
+    this.presized = undefined;
     if (filled) {
       this.chunks = [];
       // (A compressed body is decoded from a plain Buffer.)
-      if (filled.length === this.size) return shared ? filled : Buffer.from(filled);
+      if (filled.length === this.size) return forWorker ? filled : Buffer.from(filled);
       this.chunks = [filled.subarray(0, this.size)];
     }
-    const body = shared ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
+    const body = forWorker ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
     let at = 0;
     if (body) for (const chunk of this.chunks) at += chunk.copy(body, at);
     const taken = body ?? Buffer.concat(this.chunks);
@@ -497,7 +497,7 @@ export class Exchange {
     this.tap?.abort();
     this.tap = undefined;
     this.chunks = [];
-    this.shared = undefined;
+    this.presized = undefined;
     this.original = undefined;
     this.firstBody = undefined;
     this.releaseBudget();
