@@ -10,8 +10,10 @@
  *   flatten      the tool exchange becomes plain text, which no rule applies
  *                to; each dialect rewrites its own shapes (its degrade.ts),
  *                naming each call, its arguments and its result in a user
- *                turn, never "[Called X]" markers in the assistant's text:
- *                those teach a model to write tool calls as text.
+ *                turn (flattenedExchangeText, for chat and Responses; the
+ *                Anthropic dialect words a tool_use's input itself), never
+ *                "[Called X]" markers in the assistant's text: those teach a
+ *                model to write tool calls as text.
  * A turn's calls are given by their tool names ('' for an unnamed one).
  * Pure.
  */
