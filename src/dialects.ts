@@ -1,11 +1,12 @@
 /**
  * The registry: which dialect (reasoning/dialect.ts) serves which request.
  * Every dialect shares the cache, the store, credential scoping, counters
- * and the degrade/retry ladder; each one lives in its own folder. A `POST`
- * whose path matches an entry gets that dialect, the first match winning;
- * every other request gets none and passes through untouched. Which provider serves which of these on which paths is
- * ../providers.ts (its entries name a dialect by its `name`); the paths
- * here are MiMo's.
+ * and the degrade/retry ladder; each one lives in its own folder. Which
+ * dialect serves which request is ../providers.ts (surfaceFor: each provider's
+ * entries name a dialect by its `name`, found here by dialectNamed); a
+ * request no surface matches passes through untouched. The paths here are
+ * MiMo's, kept equal to its surfaces by a unit test; the proxy itself routes
+ * by the providers' (dialectFor answers for MiMo alone).
  */
 import { anthropicDialect } from './anthropic/dialect.js';
 import { chatDialect } from './chat/dialect.js';

@@ -271,15 +271,17 @@ export class ReasoningCache {
     }
     if (this.#shared !== undefined) {
       // Through to the shared store now, off the request's path; what it finds conflicted
-      // (another instance learned another text) is marked when it answers.
-      this.#shared.put(fullKeys, reasoning, this.#limits.ttlMs).then(
+      // (another instance learned another text) is marked when it answers. Never under a key
+      // memory knows conflicted: the store may have lost that (a restart, an eviction), and
+      // the text would stand there for another instance to read until the marker came.
+      const clear = fullKeys.filter((full) => !conflicted.has(full));
+      this.#shared.put(clear, reasoning, this.#limits.ttlMs).then(
         (found) => {
           for (const full of found) this.#markConflicted(full);
         },
         (err: unknown) => this.#warn('write', err),
       );
-      // What memory knows conflicted, the store may have lost (a restart, an eviction): tell it
-      // after the write (same connection, in order), so no instance gets the new text there.
+      // Those keys get the marker instead, which the store may have lost too.
       if (conflicted.size > 0) this.#shared.conflict([...conflicted], this.#limits.ttlMs).catch((err: unknown) => this.#warn('write', err));
     }
     for (const full of conflicted) this.#markConflicted(full);

@@ -5,7 +5,7 @@
  * results become one user message naming each call, its arguments and its
  * result. Pure: functions over the parsed request's plain objects.
  */
-import { flattenedPlaceholder, resultText } from '../reasoning/degrade.js';
+import { flattenedExchangeText, flattenedPlaceholder } from '../reasoning/degrade.js';
 import { isRecord } from '../reasoning/json.js';
 import { hasReasoning } from '../reasoning/match.js';
 import { contentText, toolCallArguments, toolCallId, toolCallName, toolCallNames, toolCallsOf } from './types.js';
@@ -57,18 +57,7 @@ export function flattenToolExchange(messages: readonly unknown[], index: number,
     replacement.push(kept);
   }
 
-  const sections = calls.map((call) => {
-    const name = toolCallName(call) || 'an unnamed tool';
-    const args = toolCallArguments(call).trim();
-    const id = toolCallId(call);
-    const outputs = id === '' ? [] : (results.get(id) ?? []);
-    const head = `The tool ${name} was called with arguments ${args === '' ? '(none)' : args}.`;
-    if (outputs.length === 0) return `${head}\nNo result was recorded.`;
-    return outputs.map((output) => `${head}\nResult:\n${resultText(output)}`).join('\n\n');
-  });
-  replacement.push({
-    role: 'user',
-    content: `Step ${step} used tools; here are the calls and their results, as text:\n\n${sections.join('\n\n')}`,
-  });
+  const described = calls.map((call) => ({ name: toolCallName(call), args: toolCallArguments(call), id: toolCallId(call) }));
+  replacement.push({ role: 'user', content: flattenedExchangeText(step, described, results) });
   return { replacement, consumed };
 }

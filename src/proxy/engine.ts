@@ -46,25 +46,33 @@ const UNUSED_LIBRARY_MODULES: ReadonlyArray<readonly [string, unknown]> = [
 
 /**
  * http-mitm-proxy, loaded with UNUSED_LIBRARY_MODULES stood in for. Resolved from the
- * library's own folder, the stand-ins serve its requires only; when its layout is not the
- * expected one (another version), it loads as it is.
+ * library's own folder, the stand-ins serve its requires only: the library takes them while it
+ * loads (its requires are at its top), and they leave the module cache once it has, so the
+ * rest of the process (a program that embeds the proxy and uses `ws` itself) gets the real
+ * modules. When its layout is not the expected one (another version), it loads as it is.
  */
 function loadLibrary(): typeof import('http-mitm-proxy') {
   const require = createRequire(import.meta.url);
+  const cache = require.cache;
+  const stood: string[] = [];
   try {
     const fromLibrary = createRequire(path.join(path.dirname(require.resolve('http-mitm-proxy')), 'lib', 'proxy.js'));
-    const cache = require.cache;
     for (const [id, exports] of UNUSED_LIBRARY_MODULES) {
       const file = fromLibrary.resolve(id);
       if (cache[file] !== undefined) continue;
       const stand = new Module(file);
       Object.assign(stand, { filename: file, loaded: true, exports });
       cache[file] = stand;
+      stood.push(file);
     }
   } catch {
     // Not the expected layout: the library loads with its own modules.
   }
-  return require('http-mitm-proxy') as typeof import('http-mitm-proxy');
+  try {
+    return require('http-mitm-proxy') as typeof import('http-mitm-proxy');
+  } finally {
+    for (const file of stood) delete cache[file];
+  }
 }
 
 const mitm = loadLibrary();

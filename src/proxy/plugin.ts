@@ -4,9 +4,10 @@
  *    intercepted (TLS terminated with our CA).
  *  - onRequest (the engine's hook; the route is on the context): upstream
  *    address (--connect-to), verified TLS name, idle timeout, abort on client
- *    hang-up, backpressure, and, for chat completions and Anthropic messages,
- *    the reasoning exchange (reasoning/exchange.ts, dialects.ts), whose retry
- *    it sends. Passthrough traffic gets no response hooks at all.
+ *    hang-up, backpressure, and, for a request on one of its provider's
+ *    surfaces (../providers.ts: chat completions, Anthropic messages, the
+ *    Responses API), the reasoning exchange (reasoning/exchange.ts), whose
+ *    retry it sends. Passthrough traffic gets no response hooks at all.
  *  - onError: one place that turns failures into JSON answers.
  */
 import http from 'node:http';
@@ -55,7 +56,7 @@ export interface PluginDeps {
 /** An upstream failure's class for /metrics: a fixed set, never the message or the host. */
 export function upstreamErrorClass(err: NodeJS.ErrnoException): UpstreamErrorClass {
   if (err instanceof UpstreamTimeoutError || err.code === 'ETIMEDOUT') return 'timeout';
-  if (err instanceof UpstreamProtocolError || err.code === 'HPE_INVALID_CONSTANT' || err.code?.startsWith('HPE_')) return 'protocol';
+  if (err instanceof UpstreamProtocolError || err.code?.startsWith('HPE_') === true) return 'protocol';
   if (err.code === 'ECONNREFUSED') return 'refused';
   if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.message === 'socket hang up') return 'reset';
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return 'dns';
@@ -255,7 +256,7 @@ export function createPlugin(deps: PluginDeps) {
   }
 
   /**
-   * The answer the client gets: upstream's, or, when that is MiMo's reasoning 400 and the
+   * The answer the client gets: upstream's, or, when that is the provider's reasoning 400 and the
    * exchange has a stronger rewrite, the answer to that retry (sent once, before the client
    * sees anything). Bytes read to decide are replayed.
    */

@@ -7,7 +7,7 @@
  * runs unchanged with its synchronous lookup.
  */
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { DIALECTS } from '../dialects.js';
+import { dialectNamed } from '../dialects.js';
 import type { RewriteOutcome, RewritePolicy } from '../reasoning/rewrite.js';
 import type { JobRequest, JobResult, LookupAnswer, WorkerSetup } from './rewrite-worker.js';
 
@@ -26,7 +26,7 @@ function run(job: JobRequest): JobResult {
   if (setup.fault === 'throw') throw new Error('injected fault');
   if (setup.fault === 'crash') process.exit(1);
   if (setup.fault === 'hang') for (;;) Atomics.wait(signal, SLEEP_SLOT, 0, 50);
-  const dialect = DIALECTS.find((route) => route.dialect.name === job.dialect)?.dialect;
+  const dialect = dialectNamed(job.dialect);
   if (!dialect) return { id: job.id, ok: false, error: 'UnknownDialect' };
   let unanswered = false;
   const lookup = (keys: Iterable<string>): string | undefined => {

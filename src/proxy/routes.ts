@@ -216,7 +216,7 @@ export function createRouter(config: RouterConfig): Router {
             shape,
           );
         }
-        // Direct mode relays to MiMo: with --auth it needs the credentials too.
+        // Direct mode relays to --upstream: with --auth it needs the credentials too.
         if (!authorised(line.headers)) return refuse(407, PROXY_AUTH_REQUIRED, shape);
         return relay('direct', upstream, upstreamTls, shape, { url: upstreamPath, hostHeader: config.upstream.host, provider: directProvider });
       }

@@ -10,8 +10,10 @@
  *   flatten      the tool exchange becomes plain text, which no rule applies
  *                to; each dialect rewrites its own shapes (its degrade.ts),
  *                naming each call, its arguments and its result in a user
- *                turn, never "[Called X]" markers in the assistant's text:
- *                those teach a model to write tool calls as text.
+ *                turn (flattenedExchangeText, for chat and Responses; the
+ *                Anthropic dialect words a tool_use's input itself), never
+ *                "[Called X]" markers in the assistant's text: those teach a
+ *                model to write tool calls as text.
  * A turn's calls are given by their tool names ('' for an unnamed one).
  * Pure.
  */
@@ -59,6 +61,30 @@ function describeCalls(toolNames: readonly string[]): string {
   if (parts.length === 0) return 'a tool';
   if (parts.length === 1) return parts[0] ?? 'a tool';
   return `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
+}
+
+/** One flattened call: its tool's name ('' unnamed), its arguments as text, its id. */
+export interface FlattenedCall {
+  name: string;
+  args: string;
+  id: string;
+}
+
+/**
+ * The user turn's text for a flattened tool exchange: each call with its arguments and its
+ * results (`results`: by call id). A result goes with the first call of its id, '' included:
+ * the dialect took it out of the request, so it must be in this text.
+ */
+export function flattenedExchangeText(step: number, calls: readonly FlattenedCall[], results: ReadonlyMap<string, readonly unknown[]>): string {
+  const taken = new Set<string>();
+  const sections = calls.map(({ name, args, id }) => {
+    const outputs = taken.has(id) ? [] : (results.get(id) ?? []);
+    taken.add(id);
+    const head = `The tool ${name || 'an unnamed tool'} was called with arguments ${args.trim() === '' ? '(none)' : args.trim()}.`;
+    if (outputs.length === 0) return `${head}\nNo result was recorded.`;
+    return outputs.map((output) => `${head}\nResult:\n${resultText(output)}`).join('\n\n');
+  });
+  return `Step ${step} used tools; here are the calls and their results, as text:\n\n${sections.join('\n\n')}`;
 }
 
 /** A tool result's text: a string, or the text of its parts (other parts named, not inlined). */

@@ -5,8 +5,9 @@
  * turns.ts, over its own TurnDialect) and how its responses are folded into
  * learned reasoning (its SSE and JSON taps, built on tap/). Everything else is
  * shared: the cache and store, credential scoping, counters, the
- * degrade/retry ladder, decoding compressed bodies (exchange.ts). Which
- * dialect serves which path is the registry, ../dialects.ts.
+ * degrade/retry ladder, decoding compressed bodies (exchange.ts). The
+ * dialects are listed in ../dialects.ts; which one serves which path of
+ * which provider is ../providers.ts.
  */
 import type { TurnReasoning } from './match.js';
 import type { ReasoningLookup, RewriteOutcome, RewritePolicy } from './rewrite.js';

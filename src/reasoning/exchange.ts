@@ -1,6 +1,7 @@
 /**
- * One exchange on a reasoning surface (chat completions, or the Anthropic
- * messages endpoint: ../dialects.ts) through the proxy, from the plugin's side:
+ * One exchange on a reasoning surface (chat completions, Anthropic messages or
+ * the Responses API, at a provider: ../providers.ts) through the proxy, from
+ * the plugin's side:
  *   request body  -> buffered up to --max-body, rewritten by the surface with
  *                    what the cache remembers for this credential;
  *   400 reasoning -> described as a retry (the body to send instead, with the
@@ -151,7 +152,7 @@ export class ReasoningService {
 export class Exchange {
   private chunks: Buffer[] = [];
   /** A large body of a declared length, filled as it arrives (instead of chunks). */
-  private shared: Buffer | undefined;
+  private presized: Buffer | undefined;
   private size = 0;
   private buffering = true;
   private original: Buffer | undefined;
@@ -179,15 +180,17 @@ export class Exchange {
     if (!this.buffering) return chunk;
     const at = this.size;
     this.size += chunk.length;
-    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes) {
+    if (at === 0 && this.declared !== undefined && this.offloads(this.declared) && this.declared <= this.options.config.maxBodyBytes && this.budget.reserve(this.declared)) {
       // A large body of a declared length goes straight into the buffer the worker reads: no
-      // chunks held besides it, no copy at the end.
-      this.shared = Buffer.from(new SharedArrayBuffer(this.declared));
+      // chunks held besides it, no copy at the end. Reserved first: a length the budget
+      // refuses allocates nothing (the check below forwards the body).
+      this.reserved = this.declared;
+      this.presized = Buffer.from(new SharedArrayBuffer(this.declared));
     }
-    if (this.shared && this.size <= this.shared.length) chunk.copy(this.shared, at);
+    if (this.presized && this.size <= this.presized.length) chunk.copy(this.presized, at);
     else {
-      if (this.shared) this.chunks.push(this.shared.subarray(0, at));
-      this.shared = undefined;
+      if (this.presized) this.chunks.push(this.presized.subarray(0, at));
+      this.presized = undefined;
       this.chunks.push(chunk);
     }
     if (this.size > this.options.config.maxBodyBytes) {
@@ -211,8 +214,8 @@ export class Exchange {
   private stopBuffering(): Buffer {
     this.buffering = false;
     this.options.counters.skippedBodies++;
-    const held = this.shared ? Buffer.from(this.shared.subarray(0, this.size)) : Buffer.concat(this.chunks);
-    this.shared = undefined;
+    const held = this.presized ? Buffer.from(this.presized.subarray(0, this.size)) : Buffer.concat(this.chunks);
+    this.presized = undefined;
     this.chunks = [];
     this.releaseBudget();
     return held;
@@ -279,20 +282,20 @@ export class Exchange {
   }
 
   /**
-   * The buffered body, once; buffering stops. `shared`: in a SharedArrayBuffer, so a worker
+   * The buffered body, once; buffering stops. `forWorker`: in a SharedArrayBuffer, so a worker
    * reads the very bytes this thread keeps (no copy).
    */
-  private takeBody(shared = false): Buffer {
+  private takeBody(forWorker = false): Buffer {
     this.buffering = false;
-    const filled = this.shared;
-    this.shared = undefined;
+    const filled = this.presized;
+    this.presized = undefined;
     if (filled) {
       this.chunks = [];
       // (A compressed body is decoded from a plain Buffer.)
-      if (filled.length === this.size) return shared ? filled : Buffer.from(filled);
+      if (filled.length === this.size) return forWorker ? filled : Buffer.from(filled);
       this.chunks = [filled.subarray(0, this.size)];
     }
-    const body = shared ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
+    const body = forWorker ? Buffer.from(new SharedArrayBuffer(this.size)) : undefined;
     let at = 0;
     if (body) for (const chunk of this.chunks) at += chunk.copy(body, at);
     const taken = body ?? Buffer.concat(this.chunks);
@@ -413,7 +416,7 @@ export class Exchange {
   }
 
   /**
-   * Whether an answer with this status may be MiMo's reasoning 400 for a request this exchange
+   * Whether an answer with this status may be the provider's reasoning 400 for a request this exchange
    * rewrote: then the plugin reads the answer's body (rejection.ts says how much) and asks
    * retryBody before the client sees anything.
    */
@@ -422,7 +425,7 @@ export class Exchange {
   }
 
   /**
-   * The whole body of the upstream's 400: when it is MiMo's reasoning rejection and a stronger
+   * The whole body of the upstream's 400: when it is the provider's reasoning rejection and a stronger
    * rewrite exists, the body to send upstream once more instead; undefined: the answer goes on
    * to the client as it came.
    */
@@ -494,7 +497,7 @@ export class Exchange {
     this.tap?.abort();
     this.tap = undefined;
     this.chunks = [];
-    this.shared = undefined;
+    this.presized = undefined;
     this.original = undefined;
     this.firstBody = undefined;
     this.releaseBudget();

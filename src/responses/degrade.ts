@@ -14,7 +14,7 @@
  *                result. No function_call_output is left without its call.
  * Pure: functions over the parsed request's plain objects.
  */
-import { flattenedPlaceholder, resultText } from '../reasoning/degrade.js';
+import { flattenedExchangeText, flattenedPlaceholder } from '../reasoning/degrade.js';
 import { isRecord } from '../reasoning/json.js';
 import { callArguments, callName, carriesReasoning, isAssistantMessage, isFunctionCall, isReasoningItem, messageText, stringField, type InputEntry } from './types.js';
 
@@ -69,16 +69,8 @@ export function flattenRun(entries: readonly unknown[], index: number, step: num
     replacement.push({ role: 'assistant', items: kept });
   }
 
-  const sections = calls.map((call) => {
-    const name = callName(call) || 'an unnamed tool';
-    const args = callArguments(call).trim();
-    const id = stringField(call, 'call_id');
-    const outputs = id === '' ? [] : (results.get(id) ?? []);
-    const head = `The tool ${name} was called with arguments ${args === '' ? '(none)' : args}.`;
-    if (outputs.length === 0) return `${head}\nNo result was recorded.`;
-    return outputs.map((output) => `${head}\nResult:\n${resultText(output)}`).join('\n\n');
-  });
-  const text = `Step ${step} used tools; here are the calls and their results, as text:\n\n${sections.join('\n\n')}`;
+  const described = calls.map((call) => ({ name: callName(call), args: callArguments(call), id: stringField(call, 'call_id') }));
+  const text = flattenedExchangeText(step, described, results);
   replacement.push({ role: 'user', items: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text }] }] });
   return { replacement, consumed };
 }

@@ -187,6 +187,18 @@ describe('the package entry point (dist/index.js)', () => {
     expect(seen.version).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
+  it("leaves the process's own `ws` whole: the library's stand-ins serve the library only", async () => {
+    // A program that embeds the proxy (startProxy) and uses WebSockets itself.
+    const script = `
+      import { createRequire } from 'node:module';
+      await import(${JSON.stringify(pathToFileURL(path.join(DIST, 'index.js')).href)});
+      const ws = createRequire(${JSON.stringify(path.join(ROOT, 'package.json'))})('ws');
+      console.log(JSON.stringify({ webSocket: typeof ws.WebSocket, server: typeof ws.WebSocketServer?.prototype?.handleUpgrade }));`;
+    const run = await node(['--input-type=module', '-e', script]);
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ webSocket: 'function', server: 'function' });
+  });
+
   it('is what package.json main and types name', () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { main: string; types: string };
     expect(pkg.main).toBe('dist/index.js');

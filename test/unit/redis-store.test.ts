@@ -4,6 +4,7 @@
  * keys, no credential, the TTL), the conflict rule across two caches (two
  * proxies) and across a restart, and what prefetch brings back.
  */
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,6 +197,30 @@ describe.skipIf(!hasRedisServer)('the Redis store', () => {
     expect(b.cache.lookup('s', ['c:known'])).toBeUndefined();
     expect(b.cache.lookup('s', ['c:marked'])).toBeUndefined();
     await Promise.all([a.cache.close(), b.cache.close()]);
+  });
+
+  it('never writes a text under a key memory knows conflicted, not even for the moment before the marker follows', async () => {
+    const a = cacheOn(redis);
+    await a.store.ready();
+    const marked = redisKey(fullKey('s', 'c:twice'));
+    a.cache.remember('s', ['c:twice'], 'first text');
+    a.cache.remember('s', ['c:twice'], 'second text');
+    await until(() => redis.cli(['GET', marked]) === '!');
+    redis.cli(['FLUSHALL']);
+    // Every command Redis runs, scripts' own included: a text there, even briefly, is a text another proxy may read.
+    const monitor = spawn('redis-cli', ['-p', String(redis.port), 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    monitor.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString('utf8')));
+    try {
+      await until(() => seen.startsWith('OK'));
+      a.cache.remember('s', ['c:twice', 'c:fresh'], 'third text');
+      await until(() => redis.cli(['GET', marked]) === '!' && redis.cli(['GET', redisKey(fullKey('s', 'c:fresh'))]).endsWith('third text'));
+      await until(() => seen.includes(marked));
+    } finally {
+      monitor.kill();
+    }
+    expect(seen.split('\n').filter((line) => line.includes(marked) && line.includes('third text'))).toEqual([]);
+    await a.cache.close();
   });
 
   it('describes a URL without its credentials and tells auth, TLS and reachability failures apart', () => {

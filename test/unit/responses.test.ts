@@ -118,6 +118,13 @@ describe('the Responses dialect', () => {
     expect(retry[2]!.content[0].text).toBe('Reasoning for step 2 was not kept; the results of read_file (2 calls) follow as text.');
   });
 
+  it('flattens a call with an empty call_id together with its result, and the result is in the text', () => {
+    const input = [user('q'), call('', 'read_file', '{}'), output('', 'the file'), user('next')];
+    const flat = inputOf(rewriteResponsesRequest(body({ input }), memory().lookup, FLATTEN));
+    expect(flat.some((item) => item.type === 'function_call_output')).toBe(false);
+    expect(JSON.stringify(flat)).toContain('Result:\\nthe file');
+  });
+
   it('turns thinking off: nothing written, the miss counted', () => {
     const outcome = rewriteResponsesRequest(body({ thinking: { type: 'disabled' }, input: forget(afterSecond) }), memory().lookup, PLACEHOLDER);
     expect(outcome.kind).toBe('unchanged');

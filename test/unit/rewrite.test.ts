@@ -223,6 +223,8 @@ describe('rewriting a chat request', () => {
     const request = { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', tool_calls: [call('', 'read_file', '{}')] }, toolResult('', 'text'), { role: 'user', content: 'next' }] };
     const { messages } = rewritten(rewriteChatRequest(body(request), memory().lookup, FLATTEN));
     expect(messages.some((m) => m['role'] === 'tool')).toBe(false);
+    // The result it took away is in the text: flattening loses nothing.
+    expect(String(messages[1]?.['content'])).toContain('Result:\ntext');
   });
 
   it('flattens a tool exchange into text with no orphan tool message and no call markers', () => {
