@@ -68,7 +68,7 @@ describe('the Prometheus reader used below', () => {
 
 describe('the documented label values', () => {
   it('name every surface a request is counted under (each dialect, and other), in the README and the family\'s help', () => {
-    const surfaces = [...DIALECTS.map((route) => route.dialect.name), 'other'].sort();
+    const surfaces = [...DIALECTS.map((dialect) => dialect.name), 'other'].sort();
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const row = readme.split('\n').find((line) => line.startsWith('| `mimo_proxy_requests_total` |'));
     const documented = [...(row?.split('`surface`')[1]?.split('`route`')[0]?.matchAll(/`([a-z]+)`/g) ?? [])].map((m) => m[1]).sort();

@@ -25,7 +25,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   chat: [...LEAVES, 'reasoning'],
   anthropic: [...LEAVES, 'reasoning'],
   responses: [...LEAVES, 'reasoning'],
-  'dialects.ts': [...LEAVES, 'reasoning', 'chat', 'anthropic', 'responses', 'providers.ts'],
+  'dialects.ts': [...LEAVES, 'reasoning', 'chat', 'anthropic', 'responses'],
   'providers.ts': [...LEAVES, 'net', 'reasoning'],
   cache: LEAVES,
   ca: [...LEAVES, 'net'],
