@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAnthropicConversation } from '../support/anthropic-conversation.js';
 import { runConversation, sendChat, type ChatMessage } from '../support/conversation.js';
 import { startFakeMimo, type FakeMimo } from '../support/fake-mimo.js';
-import { startHarness, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
+import { startHarness, startRig, stopRig, tempDir, upstreamArgs, type Harness } from '../support/harness.js';
 import { runNode } from '../support/node-run.js';
 import { ConnectAgent, request } from '../support/proxy-client.js';
 import { CLI, spawnProxy } from '../support/proxy-process.js';
@@ -22,8 +22,13 @@ import { runResponsesConversation, sendResponses } from '../support/responses-co
 
 const PROVIDER_HOSTS = ['api.deepseek.com', 'api.moonshot.ai', 'api.moonshot.cn', 'api.kimi.com'];
 
+/** The other providers' hosts to the fake too (MiMo's are upstreamArgs'). */
+function providerConnects(fake: FakeMimo): string[] {
+  return PROVIDER_HOSTS.flatMap((host) => ['--connect-to', `${host}:443:127.0.0.1:${fake.port}`]);
+}
+
 function providerArgs(fake: FakeMimo): string[] {
-  return [...upstreamArgs(fake), ...PROVIDER_HOSTS.flatMap((host) => ['--connect-to', `${host}:443:127.0.0.1:${fake.port}`])];
+  return [...upstreamArgs(fake), ...providerConnects(fake)];
 }
 
 const TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: {} } } }];
@@ -47,15 +52,9 @@ describe('providers: every surface of every provider', () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 3, rejectPlaceholders: true });
-    h = await startHarness([...providerArgs(fake), '--providers', 'mimo,deepseek,kimi', '--no-persist']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 3, rejectPlaceholders: true }, (f) => [...providerConnects(f), '--providers', 'mimo,deepseek,kimi', '--no-persist']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
 
   for (const { provider, url } of CHAT_SURFACES) {
     for (const stream of [false, true]) {
@@ -216,15 +215,9 @@ describe("providers: MiMo's repairs", () => {
   let agent: ConnectAgent;
 
   beforeAll(async () => {
-    fake = await startFakeMimo({ toolRounds: 2, mimoShapeRules: true });
-    h = await startHarness([...providerArgs(fake), '--providers', 'mimo,deepseek,kimi', '--no-persist']);
-    agent = new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port });
+    ({ fake, h, agent } = await startRig({ toolRounds: 2, mimoShapeRules: true }, (f) => [...providerConnects(f), '--providers', 'mimo,deepseek,kimi', '--no-persist']));
   });
-  afterAll(async () => {
-    agent.destroy();
-    await h.stop();
-    await fake.close();
-  });
+  afterAll(() => stopRig({ fake, h, agent }));
 
   /** A client that sends tool-call turns back with content null and the call names blanked. */
   function mangled(history: ChatMessage[]): ChatMessage[] {

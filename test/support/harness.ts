@@ -57,10 +57,10 @@ export interface Rig {
   agent: ConnectAgent;
 }
 
-/** The usual integration setup: a fake MiMo, the proxy in front of it (`args` added), a CONNECT agent. */
-export async function startRig(fakeOptions: FakeMimoOptions = {}, args: string[] = []): Promise<Rig> {
+/** The usual integration setup: a fake MiMo, the proxy in front of it (`args` added; a function when they name the fake), a CONNECT agent. */
+export async function startRig(fakeOptions: FakeMimoOptions = {}, args: string[] | ((fake: FakeMimo) => string[]) = []): Promise<Rig> {
   const fake = await startFakeMimo(fakeOptions);
-  const h = await startHarness([...upstreamArgs(fake), ...args]);
+  const h = await startHarness([...upstreamArgs(fake), ...(typeof args === 'function' ? args(fake) : args)]);
   return { fake, h, agent: new ConnectAgent({ host: '127.0.0.1', port: h.proxy.port }) };
 }
 
